@@ -1,0 +1,277 @@
+"""Building the registry from a manifest, and every check of the feature definitions.
+
+All problems are collected before raising, so ``dbt-features validate`` reports every broken
+definition at once, each message naming the model, its file(s) and the offending key or column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .definition import FeatureSpec, META_PATH, closest, parse_spec, where
+from .errors import DefinitionError
+from .fingerprint import Fingerprinter
+from .manifest import Manifest, feature_meta
+from .registry import (
+    Column,
+    ColumnsOf,
+    Entity,
+    Feature,
+    FeatureService,
+    FeatureView,
+    Registry,
+    now_iso,
+)
+from .types import LOGICAL_TYPES, is_temporal, logical_type
+from .warehouse import Relation, dialect_for
+
+KEY_TYPES = ("int64", "string")
+
+
+def build_registry(
+    manifest: Manifest, *, project: str, target: str, columns_of: ColumnsOf
+) -> Registry:
+    """Build and validate the registry. ``columns_of`` describes a built relation (or None)."""
+    adapter_type = manifest.adapter_type
+    dialect = dialect_for(adapter_type)
+    fingerprints = Fingerprinter(manifest, dialect)
+    problems: list[str] = []
+    views: list[FeatureView] = []
+    for model in manifest.feature_models():
+        spec, found = parse_spec(model, feature_meta(model))
+        problems.extend(found)
+        if spec is not None:
+            view = _build_view(model, spec, dialect, columns_of, fingerprints, problems)
+            if view is not None:
+                views.append(view)
+    problems.extend(_cross_view_problems(manifest, views))
+    if problems:
+        raise DefinitionError(
+            f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the feature "
+            "definitions:",
+            problems=problems,
+        )
+    services = _services(manifest, views)
+    consumers: dict[str, list[str]] = {}
+    for service in services:
+        for name in service.views:
+            consumers.setdefault(name, []).append(service.name)
+    return Registry(
+        project=project,
+        adapter_type=adapter_type,
+        dialect=dialect,
+        target=target,
+        dbt_version=manifest.dbt_version,
+        manifest_invocation_id=manifest.invocation_id,
+        generated_at=now_iso(),
+        views=tuple(replace(v, consumers=tuple(consumers.get(v.name, ()))) for v in views),
+        services=tuple(services),
+    )
+
+
+def _build_view(
+    model: dict[str, Any],
+    spec: FeatureSpec,
+    dialect: str,
+    columns_of: ColumnsOf,
+    fingerprints: Fingerprinter,
+    problems: list[str],
+) -> FeatureView | None:
+    at = where(model)
+    key = META_PATH
+    relation = Relation(model.get("database"), model.get("schema"), model.get("alias") or model["name"])
+    materialized = (model.get("config") or {}).get("materialized", "view")
+    declared = {
+        name: (col.get("data_type") or None) for name, col in (model.get("columns") or {}).items()
+    }
+    docs = {name: col.get("description") or None for name, col in (model.get("columns") or {}).items()}
+    live = None if materialized == "ephemeral" else columns_of(relation)
+    if live is None and not declared:
+        problems.append(
+            f"{at}: cannot tell its columns: it is not built in the warehouse ({relation}) and "
+            "its YAML declares no columns. Run `dbt run --select "
+            f"{model['name']}` or declare its columns with data_type."
+        )
+        return None
+    columns = {n.lower(): n for n in (live if live is not None else declared)}
+    before = len(problems)
+
+    def typed(name: str, role: str, setting: str) -> Column | None:
+        actual = columns.get(name.lower())
+        if actual is None:
+            problems.append(
+                f"{at}: {key}.{setting} names column {name!r}, which the model does not have"
+                f"{closest(name, list(columns.values()))}; its columns are: "
+                f"{', '.join(columns.values())}."
+            )
+            return None
+        wanted = declared.get(actual) or next(
+            (v for k, v in declared.items() if k.lower() == name.lower() and v), None
+        )
+        warehouse_type = (live or {}).get(actual)
+        data_type = wanted or warehouse_type
+        if data_type is None:
+            problems.append(
+                f"{at}: the type of {role} column {actual!r} is not known: declare its "
+                f"data_type in YAML or build the model (`dbt run --select {model['name']}`)."
+            )
+            return None
+        dtype = logical_type(data_type, dialect)
+        if dtype is None:
+            problems.append(
+                f"{at}: {role} column {actual!r} has type {data_type!r}, which dbt-features "
+                f"cannot serve; cast it to one of: {', '.join(LOGICAL_TYPES)}."
+            )
+            return None
+        if wanted and warehouse_type and logical_type(warehouse_type, dialect) != dtype:
+            problems.append(
+                f"{at}: column {actual!r} is declared data_type {wanted!r} in YAML but is "
+                f"{warehouse_type!r} in the warehouse; fix the declaration or rebuild the model."
+            )
+        return Column(actual, dtype, data_type)
+
+    keys = [typed(k, "entity", "entity") for k in spec.entity]
+    timestamp = typed(spec.timestamp, "timestamp", "timestamp") if spec.timestamp else None
+    created = (
+        typed(spec.created_timestamp, "created_timestamp", "created_timestamp")
+        if spec.created_timestamp
+        else None
+    )
+    for col, setting in ((timestamp, "timestamp"), (created, "created_timestamp")):
+        if col is not None and not is_temporal(col.dtype):
+            problems.append(
+                f"{at}: {key}.{setting} column {col.name!r} has type {col.data_type!r}, not a "
+                "timestamp or date; name an event-time column or cast it to timestamp."
+            )
+    for col in keys:
+        if col is not None and col.dtype not in KEY_TYPES:
+            problems.append(
+                f"{at}: entity column {col.name!r} has type {col.data_type!r}; join keys must "
+                "be integers or strings (cast it in the model)."
+            )
+
+    reserved = {c.name.lower() for c in (*keys, timestamp, created) if c is not None}
+    if spec.features is not None:
+        names = list(spec.features)
+        for name in names:
+            if name.lower() in reserved:
+                problems.append(
+                    f"{at}: {key}.features lists {name!r}, which is a key or timestamp column; "
+                    "remove it from features."
+                )
+    else:
+        names = [c for c in columns.values() if c.lower() not in reserved]
+        if not names:
+            problems.append(f"{at}: the model has no columns besides its keys and timestamps.")
+    typed_features = [typed(n, "feature", "features") for n in names if n.lower() not in reserved]
+    if len(problems) > before:
+        return None
+
+    feature_cols = [c for c in typed_features if c is not None]
+    keep = [c.name for c in (*keys, timestamp, created) if c is not None]
+    prints = fingerprints.features(model["unique_id"], keep, [c.name for c in feature_cols])
+    return FeatureView(
+        name=model["name"],
+        unique_id=model["unique_id"],
+        package=model["package_name"],
+        file=model.get("original_file_path") or "",
+        yaml_file=(model.get("patch_path") or "").split("://", 1)[-1] or None,
+        relation=relation,
+        relation_name=model.get("relation_name"),
+        materialized=materialized,
+        entity=Entity(spec.entity_name, tuple(k for k in keys if k is not None)),
+        timestamp=timestamp,
+        created_timestamp=created,
+        ttl_seconds=spec.ttl_seconds,
+        online=spec.online,
+        features=tuple(
+            Feature(c.name, c.dtype, c.data_type, docs.get(c.name), prints[c.name])
+            for c in feature_cols
+        ),
+        owner=spec.owner,
+        tags=spec.tags,
+        description=spec.description,
+        version=spec.version,
+        fingerprint=fingerprints.model(model["unique_id"]),
+        compiled_sql=model.get("compiled_code"),
+    )
+
+
+def _cross_view_problems(manifest: Manifest, views: list[FeatureView]) -> list[str]:
+    """Checks across views: shared entities must agree, and so must shared feature names."""
+    problems: list[str] = []
+    nodes = manifest.data["nodes"]
+    first_by_name: dict[str, FeatureView] = {}
+    first_entity: dict[str, FeatureView] = {}
+    first_feature: dict[tuple[str, str], tuple[FeatureView, Feature]] = {}
+    for view in views:
+        at = where(nodes[view.unique_id])
+        other = first_by_name.setdefault(view.name, view)
+        if other is not view:
+            problems.append(
+                f"{at}: another feature view has the same name ({other.unique_id}); "
+                "feature views are referenced by model name, so rename one."
+            )
+        seen = first_entity.setdefault(view.entity.name, view)
+        if seen is not view:
+            mine = [(k.name, k.dtype) for k in view.entity.join_keys]
+            theirs = [(k.name, k.dtype) for k in seen.entity.join_keys]
+            if [n for n, _ in mine] != [n for n, _ in theirs]:
+                problems.append(
+                    f"{at}: entity {view.entity.name!r} has join keys "
+                    f"{list(view.entity.key_names)} here but {list(seen.entity.key_names)} in "
+                    f"{seen.name}; use the same key columns or another entity_name."
+                )
+            elif mine != theirs:
+                problems.append(
+                    f"{at}: entity {view.entity.name!r} join keys have types "
+                    f"{[t for _, t in mine]} here but {[t for _, t in theirs]} in {seen.name} "
+                    f"({', '.join(view.entity.key_names)}); cast them to the same type."
+                )
+        for feature in view.features:
+            key = (view.entity.name, feature.name)
+            prior = first_feature.setdefault(key, (view, feature))
+            if prior[0] is not view and prior[1].dtype != feature.dtype:
+                problems.append(
+                    f"{at}: feature {feature.name!r} of entity {view.entity.name!r} is "
+                    f"{feature.dtype} here but {prior[1].dtype} in {prior[0].name}; one name "
+                    "must mean one type: rename one or cast it."
+                )
+    return problems
+
+
+def _services(manifest: Manifest, views: list[FeatureView]) -> list[FeatureService]:
+    """Exposures of type ml and the feature views they read, directly or through models
+    (a training-set model built on feature views counts)."""
+    by_id = {v.unique_id: v.name for v in views}
+    nodes = manifest.data["nodes"]
+    services = []
+    for exposure in manifest.exposures():
+        if exposure.get("type") != "ml":
+            continue
+        found: list[str] = []
+        seen: set[str] = set()
+        stack = list(exposure.get("depends_on", {}).get("nodes", []))
+        while stack:
+            uid = stack.pop(0)
+            if uid in seen:
+                continue
+            seen.add(uid)
+            if uid in by_id:
+                found.append(by_id[uid])
+            elif uid in nodes:
+                stack.extend(nodes[uid].get("depends_on", {}).get("nodes", []))
+        owner = exposure.get("owner") or {}
+        services.append(
+            FeatureService(
+                name=exposure["name"],
+                unique_id=exposure["unique_id"],
+                label=exposure.get("label"),
+                owner=owner.get("email") or owner.get("name"),
+                description=exposure.get("description") or None,
+                file=exposure.get("original_file_path") or "",
+                views=tuple(sorted(set(found), key=found.index)),
+            )
+        )
+    return services

@@ -1,0 +1,149 @@
+"""The ``dbt-features`` command: a thin layer over ``FeatureStore``.
+
+Each command parses its options, calls one library function and prints the result, as text for
+people or as JSON with ``--json``. Errors become one message on stderr (and a JSON object on
+stdout with ``--json``) and the error's exit code; never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from .errors import DbtFeaturesError, UsageError
+from .registry import FeatureView
+from .store import FeatureStore, view_summary
+
+
+def dbt_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """dbt's own options, with dbt's names and defaults, on every command."""
+    options = [
+        click.option("--project-dir", type=click.Path(file_okay=False), envvar="DBT_PROJECT_DIR",
+                     help="Folder of dbt_project.yml (default: this folder or a parent)."),
+        click.option("--profiles-dir", type=click.Path(file_okay=False), envvar="DBT_PROFILES_DIR",
+                     help="Folder of profiles.yml (default: as dbt: here, then ~/.dbt)."),
+        click.option("--target", "-t", default=None, help="Target in profiles.yml (default: the profile's)."),
+        click.option("--vars", "vars_", default=None, help="dbt vars, as YAML, as for dbt."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON for machines."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DbtFeaturesError as exc:
+            if kwargs.get("as_json"):
+                click.echo(json.dumps({"error": exc.message, "problems": exc.problems}))
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def open_store(project_dir: str | None, profiles_dir: str | None, target: str | None,
+               vars_: str | None) -> FeatureStore:
+    return FeatureStore(project_dir, profiles_dir=profiles_dir, target=target,
+                        vars=parse_vars(vars_))
+
+
+def parse_vars(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--vars {text!r} is not YAML: {exc}") from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"--vars must be a YAML mapping, e.g. '{{n_customers: 100}}', not {text!r}.")
+    return value
+
+
+def emit(as_json: bool, data: Any, text: Callable[[], str]) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dbt-features")
+def main() -> None:
+    """dbt-features: feature views defined as dbt models, for training and serving."""
+
+
+@main.command()
+@dbt_options
+@handle_errors
+def validate(project_dir, profiles_dir, target, vars_, as_json) -> None:
+    """Check every feature definition; exit 2 on any problem."""
+    registry = open_store(project_dir, profiles_dir, target, vars_).validate()
+    n_features = sum(len(v.features) for v in registry.views)
+    emit(as_json, {"ok": True, "views": len(registry.views), "features": n_features},
+         lambda: f"OK: {len(registry.views)} feature views, {n_features} features.")
+
+
+@main.command("list")
+@dbt_options
+@click.option("--select", "-s", "select", default=None, help="dbt selector of feature models.")
+@handle_errors
+def list_(project_dir, profiles_dir, target, vars_, as_json, select) -> None:
+    """List feature views: entity, timestamp, ttl, online flag, features."""
+    store = open_store(project_dir, profiles_dir, target, vars_)
+    views = store.select(select)
+    emit(as_json, {"views": [view_summary(v) for v in views]}, lambda: format_views(views))
+
+
+@main.command()
+@dbt_options
+@click.argument("ref")
+@handle_errors
+def describe(project_dir, profiles_dir, target, vars_, as_json, ref) -> None:
+    """Describe a view (customer_spend) or a feature (customer_spend:avg_amount_30d)."""
+    data = open_store(project_dir, profiles_dir, target, vars_).describe(ref)
+    emit(as_json, data, lambda: format_mapping(data))
+
+
+def format_views(views: list[FeatureView]) -> str:
+    if not views:
+        return "No feature views (mark a model with config.meta.feature_store)."
+    blocks = []
+    for v in views:
+        keys = ", ".join(f"{k.name} {k.dtype}" for k in v.entity.join_keys)
+        head = [
+            f"{v.name}  ({v.file})",
+            f"  entity     {v.entity.name} [{keys}]",
+            f"  timestamp  {v.timestamp.name if v.timestamp else '-'}"
+            + (f" (created: {v.created_timestamp.name})" if v.created_timestamp else ""),
+            f"  ttl        {v.ttl or 'none'}    online: {'yes' if v.online else 'no'}",
+            f"  owner      {v.owner or '-'}    consumers: {', '.join(v.consumers) or '-'}",
+            "  features",
+        ]
+        width = max(len(f.name) for f in v.features)
+        head += [f"    {f.name:<{width}}  {f.dtype:<9}  {f.description or ''}".rstrip()
+                 for f in v.features]
+        blocks.append("\n".join(head))
+    return "\n\n".join(blocks)
+
+
+def format_mapping(data: dict[str, Any]) -> str:
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            lines.append(f"{key}:")
+            lines += ["  " + ", ".join(f"{k}={v}" for k, v in item.items() if v is not None)
+                      for item in value]
+        else:
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            lines.append(f"{key}: {'-' if shown in (None, '') else shown}")
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Definition fingerprints: what a feature *computes*, independent of how the SQL is written.
+
+A fingerprint is a hash of the model's compiled SQL after sqlglot has parsed and re-rendered it
+(so formatting, comments and identifier case do not count), with the names of the relations it
+reads replaced by their dbt identities (so ``dev`` and ``prod`` schemas agree), combined with the
+fingerprints of the models it reads from (so a changed upstream filter counts too).
+
+Per feature, the query is first pruned to that feature's column (plus keys and timestamps) with
+sqlglot's projection pushdown: changing the 30-day window of ``avg_amount_30d`` changes its
+fingerprint but not that of ``txn_count_7d``, computed in the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.pushdown_projections import pushdown_projections
+from sqlglot.optimizer.qualify import qualify
+
+from .manifest import Manifest
+
+FINGERPRINT_VERSION = "1"
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256(FINGERPRINT_VERSION.encode())
+    for part in parts:
+        h.update(b"\x00")
+        h.update(part.encode())
+    return h.hexdigest()[:16]
+
+
+class Fingerprinter:
+    """Computes fingerprints over one manifest, caching upstream models' fingerprints."""
+
+    def __init__(self, manifest: Manifest, dialect: str) -> None:
+        self.manifest = manifest
+        self.dialect = dialect
+        self._models: dict[str, str] = {}
+        self._relations = self._relation_identities(manifest)
+
+    @staticmethod
+    def _relation_identities(manifest: Manifest) -> dict[tuple[str, ...], str]:
+        identities: dict[tuple[str, ...], str] = {}
+        nodes = [*manifest.data["nodes"].values(), *manifest.data.get("sources", {}).values()]
+        for node in nodes:
+            identifier = node.get("alias") or node.get("identifier") or node.get("name")
+            if not identifier or node.get("resource_type") not in ("model", "seed", "snapshot", "source"):
+                continue
+            full = [node.get("database"), node.get("schema"), identifier]
+            parts = [str(p).lower() for p in full if p]
+            # Compiled SQL may name a relation with 3, 2 or 1 parts.
+            for n in range(1, len(parts) + 1):
+                identities.setdefault(tuple(parts[-n:]), node["unique_id"])
+        return identities
+
+    def _parse(self, sql: str) -> exp.Expression:
+        tree = sqlglot.parse_one(sql, dialect=self.dialect)
+        for table in tree.find_all(exp.Table):
+            parts = tuple(p.name.lower() for p in table.parts)
+            uid = self._relations.get(parts)
+            if uid is not None:
+                alias = table.alias or table.name
+                table.replace(exp.table_(exp.to_identifier(uid, quoted=True), alias=alias))
+        return tree
+
+    def _upstream(self, node: dict[str, Any]) -> list[str]:
+        parts = []
+        for uid in sorted(node.get("depends_on", {}).get("nodes", [])):
+            upstream = self.manifest.node(uid)
+            if upstream is None:
+                continue
+            kind = upstream.get("resource_type")
+            if kind in ("model", "snapshot"):
+                parts.append(f"{uid}={self.model(uid)}")
+            elif kind == "seed":
+                parts.append(f"{uid}={upstream.get('checksum', {}).get('checksum', '')}")
+            else:
+                parts.append(uid)
+        return parts
+
+    def _text(self, node: dict[str, Any]) -> str:
+        return node.get("compiled_code") or node.get("raw_code") or ""
+
+    def model(self, unique_id: str) -> str:
+        """Fingerprint of a whole model: its normalised SQL and its upstream fingerprints."""
+        if unique_id not in self._models:
+            node = self.manifest.node(unique_id) or {}
+            self._models[unique_id] = "pending"  # guards against cycles in a broken manifest
+            try:
+                normalised = self._parse(self._text(node)).sql(dialect=self.dialect, comments=False)
+            except SqlglotError:
+                normalised = " ".join(self._text(node).split())
+            self._models[unique_id] = _digest(normalised, *self._upstream(node))
+        return self._models[unique_id]
+
+    def features(self, unique_id: str, keep: Iterable[str], features: Iterable[str]) -> dict[str, str]:
+        """Per-feature fingerprints; each feature's query keeps only its column and ``keep``.
+
+        Falls back to the whole model's fingerprint where the SQL cannot be pruned (``select *``
+        over an unknown schema, SQL sqlglot cannot parse): safe, only less precise.
+        """
+        node = self.manifest.node(unique_id) or {}
+        whole = self.model(unique_id)
+        upstream = self._upstream(node)
+        keep = [k.lower() for k in keep]
+        out: dict[str, str] = {}
+        for feature in features:
+            pruned = self._pruned(self._text(node), keep + [feature.lower()])
+            out[feature] = whole if pruned is None else _digest(pruned, *upstream)
+        return out
+
+    def _pruned(self, sql: str, columns: list[str]) -> str | None:
+        try:
+            tree = qualify(self._parse(sql), dialect=self.dialect, validate_qualify_columns=False)
+            if not isinstance(tree, exp.Select) or any(
+                isinstance(p, exp.Star) or isinstance(p.this, exp.Star) for p in tree.expressions
+            ):
+                return None
+            projections = [p for p in tree.expressions if p.alias_or_name.lower() in columns]
+            if len(projections) != len(columns):
+                return None
+            tree.set("expressions", projections)
+            tree = pushdown_projections(tree)
+            _drop_unused_windows(tree)
+            return tree.sql(dialect=self.dialect, comments=False)
+        except SqlglotError:
+            return None
+
+
+def _drop_unused_windows(tree: exp.Expression) -> None:
+    """Projection pushdown keeps named windows (``WINDOW w AS (...)``) nobody uses any more."""
+    for select in tree.find_all(exp.Select):
+        windows = select.args.get("windows") or []
+        if not windows:
+            continue
+        definitions = {id(w) for w in windows}
+        used = {
+            w.args["alias"].name.lower()
+            for w in select.find_all(exp.Window)
+            if id(w) not in definitions and isinstance(w.args.get("alias"), exp.Identifier)
+        }
+        select.set("windows", [w for w in windows if w.this.name.lower() in used] or None)

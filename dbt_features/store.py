@@ -1,0 +1,192 @@
+"""``FeatureStore``: the Python API. Everything the CLI does goes through here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import cached_property
+from typing import Any
+
+from .build import build_registry
+from .errors import UsageError
+from .manifest import Manifest, load_manifest
+from .project import DbtOptions, Project, find_project, load_credentials, target_name
+from .registry import REGISTRY_FILE, FeatureRef, FeatureView, Registry
+from .warehouse import Relation, Warehouse, open_warehouse
+
+
+class FeatureStore:
+    """A dbt project seen as a feature store.
+
+    Takes dbt's own options as keywords (``project_dir``, ``profiles_dir``, ``target``,
+    ``vars``); with none, it uses the dbt project around the current directory, like dbt.
+    The registry is loaded once and kept; call ``refresh()`` after changing the project.
+    """
+
+    def __init__(
+        self,
+        project_dir: str | None = None,
+        *,
+        profiles_dir: str | None = None,
+        target: str | None = None,
+        vars: dict[str, Any] | None = None,
+    ) -> None:
+        self.options = DbtOptions(project_dir, profiles_dir, target, dict(vars or {}))
+        self.project: Project = find_project(self.options)
+        self._registry: Registry | None = None
+        self._manifest: Manifest | None = None
+
+    @cached_property
+    def adapter_type(self) -> str:
+        return load_credentials(self.project)[0]
+
+    @cached_property
+    def target(self) -> str:
+        return target_name(self.project)
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            self._manifest = load_manifest(self.project, self.adapter_type)
+        return self._manifest
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = self._load_registry(refresh=False)
+        return self._registry
+
+    def refresh(self) -> Registry:
+        """Re-read the project: re-parse with dbt and rebuild the registry."""
+        self._manifest = load_manifest(self.project, self.adapter_type, refresh=True)
+        self._registry = self._load_registry(refresh=True)
+        return self._registry
+
+    def validate(self) -> Registry:
+        """Check every feature definition against the project and the warehouse; raise
+        ``DefinitionError`` listing every problem."""
+        return self.refresh()
+
+    def warehouse(self) -> Warehouse:
+        """A new connection to the target's warehouse (close it, or use ``with``)."""
+        return open_warehouse(self.project)
+
+    def _load_registry(self, *, refresh: bool) -> Registry:
+        path = self.project.target_path / REGISTRY_FILE
+        saved = None if refresh or not path.is_file() else Registry.load(path)
+        if saved is not None and saved.target != self.target:
+            # The manifest's relation names may belong to another target: parse again.
+            self._manifest = load_manifest(self.project, self.adapter_type, refresh=True)
+        manifest = self.manifest
+        if (
+            saved is not None
+            and saved.target == self.target
+            and saved.manifest_invocation_id == manifest.invocation_id
+        ):
+            return saved
+        with _LazyWarehouse(self.project) as lazy:
+            registry = build_registry(
+                manifest, project=self.project.name, target=self.target, columns_of=lazy.describe
+            )
+        registry.save(path)
+        return registry
+
+    def select(self, selector: str | None = None) -> list[FeatureView]:
+        """Feature views matching a dbt selector (``--select``: names, ``tag:``, paths, graph
+        operators, ``state:``), with dbt's own selection engine."""
+        views = list(self.registry.views)
+        if not selector:
+            return views
+        chosen = set(self._dbt_ls(selector))
+        return [v for v in views if v.unique_id in chosen]
+
+    def _dbt_ls(self, selector: str) -> list[str]:
+        import json
+
+        from dbt.cli.main import dbtRunner
+
+        args = [
+            "ls", "--select", selector, "--resource-type", "model", "--output", "json",
+            "--output-keys", "unique_id", *self.project.dbt_args(), "--log-level", "none",
+        ]
+        result = dbtRunner().invoke(args)
+        if not result.success:
+            raise UsageError(f"--select {selector!r} is not a valid dbt selector: {result.exception}")
+        return [json.loads(line)["unique_id"] for line in result.result or []]
+
+    def describe(self, ref: str) -> dict[str, Any]:
+        """A view (``customer_spend``) or one feature (``customer_spend:avg_amount_30d``) as a dict."""
+        view_name, sep, feature_name = ref.partition(":")
+        view = self.registry.view(view_name)
+        if not sep:
+            return view_summary(view, detail=True)
+        if feature_name == "*":
+            raise UsageError(f"describe takes one feature or a view; {ref!r} names several.")
+        feature = view.feature(feature_name)
+        FeatureRef.parse(ref)
+        return {
+            "view": view.name,
+            **asdict(feature),
+            "entity": view.entity.name,
+            "join_keys": list(view.entity.key_names),
+            "timestamp": view.timestamp.name if view.timestamp else None,
+            "ttl": view.ttl,
+            "online": view.online,
+            "owner": view.owner,
+            "consumers": list(view.consumers),
+            "file": view.file,
+        }
+
+
+def view_summary(view: FeatureView, *, detail: bool = False) -> dict[str, Any]:
+    """The JSON shape of ``list`` (and, with detail, of ``describe VIEW``)."""
+    out: dict[str, Any] = {
+        "name": view.name,
+        "entity": view.entity.name,
+        "join_keys": [asdict(k) for k in view.entity.join_keys],
+        "timestamp": view.timestamp.name if view.timestamp else None,
+        "created_timestamp": view.created_timestamp.name if view.created_timestamp else None,
+        "ttl": view.ttl,
+        "ttl_seconds": view.ttl_seconds,
+        "online": view.online,
+        "owner": view.owner,
+        "tags": list(view.tags),
+        "description": view.description,
+        "consumers": list(view.consumers),
+        "features": [
+            {"name": f.name, "dtype": f.dtype, "data_type": f.data_type, "description": f.description}
+            | ({"fingerprint": f.fingerprint} if detail else {})
+            for f in view.features
+        ],
+    }
+    if detail:
+        out |= {
+            "unique_id": view.unique_id,
+            "file": view.file,
+            "yaml_file": view.yaml_file,
+            "relation": str(view.relation),
+            "materialized": view.materialized,
+            "version": view.version,
+            "fingerprint": view.fingerprint,
+        }
+    return out
+
+
+class _LazyWarehouse:
+    """Opens the warehouse connection on first use: a project without feature views needs none."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._warehouse: Warehouse | None = None
+
+    def __enter__(self) -> "_LazyWarehouse":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._warehouse is not None:
+            self._warehouse.close()
+
+    def describe(self, relation: Relation) -> dict[str, str] | None:
+        if self._warehouse is None:
+            self._warehouse = open_warehouse(self.project)
+        return self._warehouse.describe(relation)
+

@@ -1,0 +1,253 @@
+"""Connections to the offline store, opened from the dbt profile's own credentials.
+
+One small class per dbt adapter type, keyed by that type (as sqlglot keys its dialects): each
+knows its sqlglot dialect, how to describe a relation's columns, and how to return a query's
+rows as Arrow, whole or in record batches. Any adapter type gets a dialect for printing SQL;
+only the ones below can be queried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import pyarrow as pa
+
+from .errors import WarehouseError
+from .project import Project, load_credentials, target_name
+
+# dbt adapter type -> sqlglot dialect.
+DIALECTS = {
+    "duckdb": "duckdb",
+    "postgres": "postgres",
+    "redshift": "redshift",
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "spark": "spark",
+    "databricks": "databricks",
+    "trino": "trino",
+    "athena": "athena",
+    "clickhouse": "clickhouse",
+}
+
+
+@dataclass(frozen=True)
+class Relation:
+    """Where a model lives in the warehouse (as in the manifest)."""
+
+    database: str | None
+    schema: str | None
+    identifier: str
+
+    def parts(self) -> list[str]:
+        return [p for p in (self.database, self.schema, self.identifier) if p]
+
+    def __str__(self) -> str:
+        return ".".join(self.parts())
+
+
+def dialect_for(adapter_type: str) -> str:
+    return DIALECTS.get(adapter_type, adapter_type)
+
+
+class Warehouse:
+    """A live connection to the target's warehouse. Use as a context manager."""
+
+    adapter_type: ClassVar[str] = ""
+    dialect: ClassVar[str] = ""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def describe(self, relation: Relation) -> dict[str, str] | None:
+        """Column name -> type as the warehouse spells it; None if the relation does not exist."""
+        rows = self.arrow(self._describe_sql, self._describe_params(relation)).to_pylist()
+        if not rows:
+            return None
+        return {str(r["column_name"]): str(r["data_type"]) for r in rows}
+
+    _describe_sql: ClassVar[str] = ""
+
+    def _describe_params(self, relation: Relation) -> list[Any]:
+        return [relation.schema, relation.identifier]
+
+    def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        raise NotImplementedError  # pragma: no cover
+
+    def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class DuckDBWarehouse(Warehouse):
+    adapter_type = "duckdb"
+    dialect = "duckdb"
+    _describe_sql = (
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position"
+    )
+
+    def __init__(self, target: str, credentials: Any) -> None:
+        import duckdb
+
+        super().__init__(target)
+        path = str(credentials.path)
+        if path == ":memory:" or path.startswith("md:") or "://" in path:
+            raise WarehouseError(
+                f"target {target!r} uses DuckDB path {path!r}: dbt-features reads the feature "
+                "tables from a DuckDB file; set `path:` in profiles.yml to a file."
+            )
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.is_file():
+            raise WarehouseError(
+                f"DuckDB file {resolved} of target {target!r} does not exist: run `dbt run` "
+                "first (a relative `path:` in profiles.yml is relative to the directory dbt runs "
+                "in, so run dbt-features from there too)."
+            )
+        try:
+            self.con = duckdb.connect(str(resolved), read_only=True)
+        except duckdb.IOException as exc:
+            raise WarehouseError(
+                f"cannot open DuckDB file {resolved}: {exc}. If `dbt run` is running, wait for "
+                "it; otherwise make sure the profile sets `keep_open: false`."
+            ) from exc
+        self.database = credentials.database
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _describe_params(self, relation: Relation) -> list[Any]:
+        return [relation.schema or "main", relation.identifier]
+
+    def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        import duckdb
+
+        try:
+            return self.con.sql(sql, params=params or None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"DuckDB query failed: {exc}") from exc
+
+    def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
+        try:
+            reader = self.con.sql(sql).to_arrow_reader(batch_size)
+            yield from reader
+        except duckdb.Error as exc:
+            raise WarehouseError(f"DuckDB query failed: {exc}") from exc
+
+
+class PostgresWarehouse(Warehouse):
+    adapter_type = "postgres"
+    dialect = "postgres"
+    _describe_sql = (
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = %s and table_name = %s order by ordinal_position"
+    )
+
+    def __init__(self, target: str, credentials: Any) -> None:
+        import psycopg2
+
+        super().__init__(target)
+        kwargs: dict[str, Any] = {}
+        if credentials.search_path:
+            kwargs["options"] = "-c search_path={}".format(credentials.search_path.replace(" ", "\\ "))
+        for name in ("sslmode", "sslcert", "sslkey", "sslrootcert"):
+            if getattr(credentials, name, None):
+                kwargs[name] = getattr(credentials, name)
+        if credentials.keepalives_idle:
+            kwargs["keepalives_idle"] = credentials.keepalives_idle
+        try:
+            self.con = psycopg2.connect(
+                dbname=credentials.database,
+                user=credentials.user,
+                host=credentials.host,
+                password=credentials.password,
+                port=credentials.port,
+                connect_timeout=min(credentials.connect_timeout or 5, 5),
+                application_name="dbt-features",
+                **kwargs,
+            )
+        except psycopg2.Error as exc:
+            where = f"{credentials.user}@{credentials.host}:{credentials.port}/{credentials.database}"
+            raise WarehouseError(
+                f"cannot connect to PostgreSQL {where} (target {target!r}): "
+                f"{str(exc).strip().splitlines()[0]}"
+            ) from exc
+        if credentials.role:
+            with self.con.cursor() as cur:
+                cur.execute("set role %s", [credentials.role])
+        self.con.set_session(readonly=True, autocommit=True)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        import psycopg2
+
+        try:
+            with self.con.cursor() as cur:
+                cur.execute(sql, params or None)
+                names = [d.name for d in cur.description]
+                return _to_arrow(names, cur.fetchall())
+        except psycopg2.Error as exc:
+            raise WarehouseError(f"PostgreSQL query failed: {exc}".strip()) from exc
+
+    def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+        import psycopg2
+
+        self.con.autocommit = False  # server-side cursors live in a transaction
+        try:
+            with self.con.cursor(name="dbt_features_stream") as cur:
+                cur.itersize = batch_size
+                cur.execute(sql)
+                while True:
+                    rows = cur.fetchmany(batch_size)
+                    if not rows:
+                        break
+                    names = [d.name for d in cur.description]
+                    yield from _to_arrow(names, rows).to_batches()
+        except psycopg2.Error as exc:
+            raise WarehouseError(f"PostgreSQL query failed: {exc}".strip()) from exc
+        finally:
+            self.con.rollback()
+            self.con.autocommit = True
+
+
+def _to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:
+    """Rows from a DB-API cursor to Arrow; NUMERIC (Decimal) becomes float64, as in the registry."""
+    columns = list(zip(*rows)) if rows else [() for _ in names]
+    arrays = []
+    for values in columns:
+        if any(isinstance(v, Decimal) for v in values):
+            values = tuple(None if v is None else float(v) for v in values)
+        arrays.append(pa.array(values))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+WAREHOUSES: dict[str, type[Warehouse]] = {
+    cls.adapter_type: cls for cls in (DuckDBWarehouse, PostgresWarehouse)
+}
+
+
+def open_warehouse(project: Project) -> Warehouse:
+    """Connect to the selected target with dbt's own credentials for it."""
+    adapter_type, credentials = load_credentials(project)
+    cls = WAREHOUSES.get(adapter_type)
+    if cls is None:
+        raise WarehouseError(
+            f"target {target_name(project)!r} uses the {adapter_type} adapter; dbt-features can "
+            f"print SQL for it (`dbt-features sql --dialect {dialect_for(adapter_type)}`) but "
+            f"queries only {', '.join(sorted(WAREHOUSES))} itself."
+        )
+    return cls(target_name(project), credentials)  # type: ignore[call-arg]

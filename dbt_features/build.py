@@ -27,12 +27,25 @@ from .types import LOGICAL_TYPES, is_temporal, logical_type
 from .warehouse import Relation, dialect_for
 
 KEY_TYPES = ("int64", "string")
+UNKNOWN_TYPE = "unknown"
+"""The dtype of a column whose type nobody told, in a lenient build only (``unknown_types``)."""
 
 
 def build_registry(
-    manifest: Manifest, *, project: str, target: str, columns_of: ColumnsOf
+    manifest: Manifest,
+    *,
+    project: str,
+    target: str,
+    columns_of: ColumnsOf,
+    unknown_types: bool = False,
 ) -> Registry:
-    """Build and validate the registry. ``columns_of`` describes a built relation (or None)."""
+    """Build and validate the registry. ``columns_of`` describes a built relation (or None).
+
+    ``unknown_types`` is for a manifest whose warehouse cannot be asked (another environment's,
+    as ``dbt-features diff --state`` reads): a column whose type neither YAML nor ``columns_of``
+    tells (``columns_of`` may map a name to None) gets dtype ``unknown`` instead of being a
+    problem, so that the registry says it does not know rather than guessing.
+    """
     adapter_type = manifest.adapter_type
     dialect = dialect_for(adapter_type)
     fingerprints = Fingerprinter(manifest, dialect)
@@ -42,7 +55,9 @@ def build_registry(
         spec, found = parse_spec(model, feature_meta(model))
         problems.extend(found)
         if spec is not None:
-            view = _build_view(model, spec, dialect, columns_of, fingerprints, problems)
+            view = _build_view(
+                model, spec, dialect, columns_of, fingerprints, problems, unknown_types
+            )
             if view is not None:
                 views.append(view)
     problems.extend(_cross_view_problems(manifest, views))
@@ -77,6 +92,7 @@ def _build_view(
     columns_of: ColumnsOf,
     fingerprints: Fingerprinter,
     problems: list[str],
+    unknown_types: bool = False,
 ) -> FeatureView | None:
     at = where(model)
     key = META_PATH
@@ -111,6 +127,8 @@ def _build_view(
         )
         warehouse_type = (live or {}).get(actual)
         data_type = wanted or warehouse_type
+        if data_type is None and unknown_types:
+            return Column(actual, UNKNOWN_TYPE, "")
         if data_type is None:
             problems.append(
                 f"{at}: the type of {role} column {actual!r} is not known: declare its "
@@ -139,13 +157,13 @@ def _build_view(
         else None
     )
     for col, setting in ((timestamp, "timestamp"), (created, "created_timestamp")):
-        if col is not None and not is_temporal(col.dtype):
+        if col is not None and col.dtype != UNKNOWN_TYPE and not is_temporal(col.dtype):
             problems.append(
                 f"{at}: {key}.{setting} column {col.name!r} has type {col.data_type!r}, not a "
                 "timestamp or date; name an event-time column or cast it to timestamp."
             )
     for col in keys:
-        if col is not None and col.dtype not in KEY_TYPES:
+        if col is not None and col.dtype not in (*KEY_TYPES, UNKNOWN_TYPE):
             problems.append(
                 f"{at}: entity column {col.name!r} has type {col.data_type!r}; join keys must "
                 "be integers or strings (cast it in the model)."
@@ -223,7 +241,7 @@ def _cross_view_problems(manifest: Manifest, views: list[FeatureView]) -> list[s
                     f"{list(view.entity.key_names)} here but {list(seen.entity.key_names)} in "
                     f"{seen.name}; use the same key columns or another entity_name."
                 )
-            elif mine != theirs:
+            elif mine != theirs and UNKNOWN_TYPE not in [t for _, t in (*mine, *theirs)]:
                 problems.append(
                     f"{at}: entity {view.entity.name!r} join keys have types "
                     f"{[t for _, t in mine]} here but {[t for _, t in theirs]} in {seen.name} "
@@ -232,7 +250,11 @@ def _cross_view_problems(manifest: Manifest, views: list[FeatureView]) -> list[s
         for feature in view.features:
             key = (view.entity.name, feature.name)
             prior = first_feature.setdefault(key, (view, feature))
-            if prior[0] is not view and prior[1].dtype != feature.dtype:
+            if (
+                prior[0] is not view
+                and prior[1].dtype != feature.dtype
+                and UNKNOWN_TYPE not in (prior[1].dtype, feature.dtype)
+            ):
                 problems.append(
                     f"{at}: feature {feature.name!r} of entity {view.entity.name!r} is "
                     f"{feature.dtype} here but {prior[1].dtype} in {prior[0].name}; one name "

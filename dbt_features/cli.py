@@ -147,3 +147,13 @@ def format_mapping(data: dict[str, Any]) -> str:
             shown = ", ".join(map(str, value)) if isinstance(value, list) else value
             lines.append(f"{key}: {'-' if shown in (None, '') else shown}")
     return "\n".join(lines)
+
+
+def _register_serving_commands() -> None:
+    from adapter.cli import commands
+
+    for command in commands:
+        main.add_command(command)
+
+
+_register_serving_commands()

@@ -18,12 +18,13 @@ from typing import Any, Iterable
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.pushdown_projections import pushdown_projections
 from sqlglot.optimizer.qualify import qualify
 
 from .manifest import Manifest
 
-FINGERPRINT_VERSION = "1"
+FINGERPRINT_VERSION = "2"  # 2: identifier case and CTE names no longer count
 
 
 def _digest(*parts: str) -> str:
@@ -60,13 +61,18 @@ class Fingerprinter:
 
     def _parse(self, sql: str) -> exp.Expression:
         tree = sqlglot.parse_one(sql, dialect=self.dialect)
-        for table in tree.find_all(exp.Table):
+        # A one-part name that is a CTE of the query reads the CTE, not a relation of that name.
+        ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+        for table in list(tree.find_all(exp.Table)):
             parts = tuple(p.name.lower() for p in table.parts)
+            if len(parts) == 1 and parts[0] in ctes:
+                continue
             uid = self._relations.get(parts)
             if uid is not None:
                 alias = table.alias or table.name
                 table.replace(exp.table_(exp.to_identifier(uid, quoted=True), alias=alias))
-        return tree
+        # Identifier case does not count (where the dialect says it does not).
+        return normalize_identifiers(tree, dialect=self.dialect)
 
     def _upstream(self, node: dict[str, Any]) -> list[str]:
         parts = []

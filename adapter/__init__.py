@@ -1,0 +1,1 @@
+"""The serving adapter of dbt-features: sync into the online store (Redis), online reads, HTTP."""

@@ -1,0 +1,98 @@
+"""Shared fixtures: real dbt on real copies of the sample project, DuckDB and PostgreSQL.
+
+Every test works on its own copy (or a session-wide built copy it must not change), its own
+PostgreSQL schema and its own Redis key prefix, and removes only what it made.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_project"
+BIN = Path(sys.executable).parent
+DBT = str(BIN / "dbt")
+DBT_FEATURES = str(BIN / "dbt-features")
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def copy_sample(dest: Path) -> Path:
+    """A fresh copy of the sample project (without its built artifacts)."""
+    shutil.copytree(
+        SAMPLE, dest, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "*.duckdb")
+    )
+    return dest
+
+
+def run_dbt(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real dbt CLI in a subprocess; fail the test with dbt's output if it fails."""
+    result = subprocess.run(
+        [DBT, *args, "--project-dir", str(project), "--profiles-dir", str(project)],
+        cwd=project, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"dbt {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> Iterator[str]:
+    """A PostgreSQL schema of this test session, dropped at the end (only ours)."""
+    import psycopg2
+
+    schema = f"dbt_features_test_{uuid.uuid4().hex[:8]}"
+    yield schema
+    con = psycopg2.connect(PG_DSN)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f'drop schema if exists "{schema}" cascade')
+    con.close()
+
+
+@pytest.fixture(scope="session")
+def built_sample(tmp_path_factory: pytest.TempPathFactory, pg_schema: str) -> Path:
+    """The sample project copied once per session and built with `dbt run` on DuckDB and on
+    PostgreSQL (target `postgres`, schema `pg_schema`). Tests must not modify it: copy it."""
+    project = copy_sample(tmp_path_factory.mktemp("sample") / "sample_project")
+    os.environ["DBT_FEATURES_SAMPLE_DUCKDB"] = str(project / "target" / "sample.duckdb")
+    os.environ["DBT_FEATURES_PG_SCHEMA"] = pg_schema
+    run_dbt(project, "run", "--target", "postgres")
+    run_dbt(project, "run")  # leaves a DuckDB manifest in target/, the default target
+    return project
+
+
+@pytest.fixture
+def sample_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private, unbuilt copy of the sample project whose DuckDB file is its own."""
+    project = copy_sample(tmp_path / "sample_project")
+    monkeypatch.setenv("DBT_FEATURES_SAMPLE_DUCKDB", str(project / "target" / "sample.duckdb"))
+    return project
+
+
+def make_project(root: Path, files: dict[str, str], *, build: bool = True) -> Path:
+    """A minimal dbt project on its own DuckDB file, with the given files (path -> text), built
+    with a real `dbt run` unless ``build`` is false."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dbt_project.yml").write_text(
+        "name: tiny\nversion: '1.0'\nconfig-version: 2\nprofile: tiny\n"
+        "models:\n  tiny:\n    +materialized: table\n"
+    )
+    (root / "profiles.yml").write_text(
+        "tiny:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        f"      path: '{root / 'tiny.duckdb'}'\n      keep_open: false\n"
+    )
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if build:
+        run_dbt(root, "run")
+    return root

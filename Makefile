@@ -20,10 +20,14 @@ services:
 	@bash .ci/services
 
 demo: $(STAMP)
+	cd $(SAMPLE) && $(DBT) deps --profiles-dir . --quiet
 	cd $(SAMPLE) && $(DBT) run --profiles-dir . --quiet
 	cd $(SAMPLE) && $(DBT_FEATURES) validate
 	cd $(SAMPLE) && $(DBT_FEATURES) list
 	cd $(SAMPLE) && $(DBT_FEATURES) describe customer_spend:avg_amount_30d
+	cd $(SAMPLE) && $(DBT_FEATURES) training-set --spine labels --spine-timestamp scored_at \
+		--features 'customer_spend:avg_amount_30d,customer_spend:txn_count_7d,merchant_risk:*' \
+		-o target/fraud_training_set.parquet
 	@echo "Registry written to $(SAMPLE)/target/feature_registry.json"
 
 test: $(STAMP) services

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from typing import Any, Callable
 
@@ -80,6 +81,14 @@ def emit(as_json: bool, data: Any, text: Callable[[], str]) -> None:
 @click.version_option(package_name="dbt-features")
 def main() -> None:
     """dbt-features: feature views defined as dbt models, for training and serving."""
+    if sys.stderr.isatty():
+        # On a terminal, say what slow steps (a dbt parse, a sync) are doing.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("dbt_features")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 @main.command()
@@ -147,6 +156,79 @@ def format_mapping(data: dict[str, Any]) -> str:
             shown = ", ".join(map(str, value)) if isinstance(value, list) else value
             lines.append(f"{key}: {'-' if shown in (None, '') else shown}")
     return "\n".join(lines)
+
+
+@main.command()
+@dbt_options
+@click.option("--state", "state", required=True, envvar="DBT_STATE", type=click.Path(),
+              help="Folder of another environment's dbt artifacts (manifest.json, and "
+                   "feature_registry.json if exported), as dbt's --state.")
+@handle_errors
+def diff(project_dir, profiles_dir, target, vars_, as_json, state) -> None:
+    """Compare feature definitions with another environment's (--state).
+
+    Exit 1 on a breaking change (removed view or feature, changed type, entity, timestamp, ttl,
+    or a feature whose logic changed under the same name) unless the view's version was raised.
+    """
+    result = open_store(project_dir, profiles_dir, target, vars_).diff(state)
+    emit(as_json, result.to_dict(), result.format)
+    if result.exit_code:
+        sys.exit(result.exit_code)
+
+
+def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The spine and feature options shared by ``training-set`` and ``sql``."""
+    options = [
+        click.option("--spine", required=True,
+                     help="Spine: a .parquet/.csv file, or a dbt model or source (source.table)."),
+        click.option("--spine-timestamp", default=None,
+                     help="Spine column with each row's point in time (default: the column "
+                          "named event_timestamp or timestamp)."),
+        click.option("--features", "-f", "features", required=True, multiple=True,
+                     help="view:feature or view:*, comma-separated; may be repeated."),
+        click.option("--full-feature-names", is_flag=True,
+                     help="Name feature columns view__feature."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command("training-set")
+@dbt_options
+@training_options
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the training set: a .parquet or .csv file.")
+@handle_errors
+def training_set(project_dir, profiles_dir, target, vars_, as_json, spine, spine_timestamp,
+                 features, full_feature_names, output) -> None:
+    """Build a point-in-time training set: each spine row with every feature as of its time."""
+    from .training import check_output, write_output
+
+    check_output(output)
+    table = open_store(project_dir, profiles_dir, target, vars_).get_training_set(
+        spine, list(features), spine_timestamp=spine_timestamp,
+        full_feature_names=full_feature_names)
+    write_output(table, output)
+    data = {"output": output, "rows": table.num_rows, "columns": table.column_names}
+    emit(as_json, data, lambda: f"Wrote {table.num_rows} rows x {table.num_columns} columns "
+                                f"to {output}.")
+
+
+@main.command("sql")
+@dbt_options
+@training_options
+@click.option("--dialect", default=None,
+              help="duckdb, postgres, snowflake, bigquery, spark or trino (default: the target's).")
+@handle_errors
+def sql_(project_dir, profiles_dir, target, vars_, as_json, spine, spine_timestamp, features,
+         full_feature_names, dialect) -> None:
+    """Print the training-set SQL for a spine model, to run or paste anywhere."""
+    store = open_store(project_dir, profiles_dir, target, vars_)
+    text = store.training_sql(spine, list(features), dialect=dialect,
+                              spine_timestamp=spine_timestamp,
+                              full_feature_names=full_feature_names)
+    emit(as_json, {"dialect": dialect or store.registry.dialect, "sql": text}, lambda: text)
 
 
 def _register_serving_commands() -> None:

@@ -71,8 +71,8 @@ class Fingerprinter:
             if uid is not None:
                 alias = table.alias or table.name
                 table.replace(exp.table_(exp.to_identifier(uid, quoted=True), alias=alias))
-        # Identifier case does not count (where the dialect says it does not).
-        return normalize_identifiers(tree, dialect=self.dialect)
+        # Identifier case does not count (where the dialect says it does not), nor keyword case.
+        return _normalise_keywords(normalize_identifiers(tree, dialect=self.dialect))
 
     def _upstream(self, node: dict[str, Any]) -> list[str]:
         parts = []
@@ -92,16 +92,27 @@ class Fingerprinter:
     def _text(self, node: dict[str, Any]) -> str:
         return node.get("compiled_code") or node.get("raw_code") or ""
 
+    def sql(self, unique_id: str, *, pretty: bool = False) -> str:
+        """A model's SQL as it is fingerprinted: relation names replaced by dbt identities,
+        identifiers normalised, comments dropped (collapsed text where sqlglot cannot parse)."""
+        text = self._text(self.manifest.node(unique_id) or {})
+        try:
+            return self._parse(text).sql(dialect=self.dialect, comments=False, pretty=pretty)
+        except SqlglotError:
+            return " ".join(text.split())
+
+    def upstream(self, unique_id: str) -> dict[str, str]:
+        """What a model reads: each parent's unique_id and its fingerprint (a seed's checksum,
+        an empty string for a source): what ``model`` folds in besides the model's own SQL."""
+        parts = self._upstream(self.manifest.node(unique_id) or {})
+        return {uid: fingerprint for uid, _, fingerprint in (p.partition("=") for p in parts)}
+
     def model(self, unique_id: str) -> str:
         """Fingerprint of a whole model: its normalised SQL and its upstream fingerprints."""
         if unique_id not in self._models:
             node = self.manifest.node(unique_id) or {}
             self._models[unique_id] = "pending"  # guards against cycles in a broken manifest
-            try:
-                normalised = self._parse(self._text(node)).sql(dialect=self.dialect, comments=False)
-            except SqlglotError:
-                normalised = " ".join(self._text(node).split())
-            self._models[unique_id] = _digest(normalised, *self._upstream(node))
+            self._models[unique_id] = _digest(self.sql(unique_id), *self._upstream(node))
         return self._models[unique_id]
 
     def features(self, unique_id: str, keep: Iterable[str], features: Iterable[str]) -> dict[str, str]:
@@ -120,7 +131,16 @@ class Fingerprinter:
             out[feature] = whole if pruned is None else _digest(pruned, *upstream)
         return out
 
-    def _pruned(self, sql: str, columns: list[str]) -> str | None:
+    def feature_sql(
+        self, unique_id: str, keep: Iterable[str], feature: str, *, pretty: bool = True
+    ) -> str:
+        """The query a feature's fingerprint is computed from, for people to compare: the model
+        pruned to the feature (and ``keep``), or the whole model where it cannot be pruned."""
+        text = self._text(self.manifest.node(unique_id) or {})
+        pruned = self._pruned(text, [k.lower() for k in keep] + [feature.lower()], pretty=pretty)
+        return self.sql(unique_id, pretty=pretty) if pruned is None else pruned
+
+    def _pruned(self, sql: str, columns: list[str], *, pretty: bool = False) -> str | None:
         try:
             tree = qualify(self._parse(sql), dialect=self.dialect, validate_qualify_columns=False)
             if not isinstance(tree, exp.Select) or any(
@@ -133,9 +153,22 @@ class Fingerprinter:
             tree.set("expressions", projections)
             tree = pushdown_projections(tree)
             _drop_unused_windows(tree)
-            return tree.sql(dialect=self.dialect, comments=False)
+            return tree.sql(dialect=self.dialect, comments=False, pretty=pretty)
         except SqlglotError:
             return None
+
+
+def _normalise_keywords(tree: exp.Expression) -> exp.Expression:
+    """sqlglot keeps some keywords as written: window frames (``range ... preceding``) and
+    keyword-like names (``Var``, e.g. interval units). Upper-case them so case does not count."""
+    for node in tree.find_all(exp.WindowSpec, exp.Var):
+        if isinstance(node, exp.Var):
+            node.set("this", node.name.upper())
+            continue
+        for key, value in list(node.args.items()):
+            if isinstance(value, str):
+                node.set(key, value.upper())
+    return tree
 
 
 def _drop_unused_windows(tree: exp.Expression) -> None:

@@ -7,6 +7,7 @@ does, so ``dbt run`` and ``dbt-features`` always talk to the same warehouse.
 
 from __future__ import annotations
 
+import logging
 import os
 from argparse import Namespace
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any
 import yaml
 
 from .errors import ProjectError
+
+log = logging.getLogger("dbt_features")
 
 PROJECT_FILE = "dbt_project.yml"
 PROFILES_FILE = "profiles.yml"
@@ -137,6 +140,7 @@ def run_dbt(project: Project, command: list[str]) -> None:
         if event.info.level == "error" and event.info.msg:
             errors.append(str(event.info.msg).strip())
 
+    log.info("running `dbt %s` in %s", " ".join(command), project.root)
     args = [*command, *project.dbt_args(), "--log-level", "none", "--no-use-colors"]
     result = dbtRunner(callbacks=[collect]).invoke(args)
     if not result.success:

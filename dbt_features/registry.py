@@ -143,24 +143,10 @@ class Registry:
         return tuple({v.entity.name: v.entity for v in self.views}.values())
 
     def view(self, name: str) -> FeatureView:
-        for v in self.views:
-            if v.name == name:
-                return v
-        names = [v.name for v in self.views]
-        raise UsageError(
-            f"no feature view named {name!r}{closest(name, names)}; "
-            f"the feature views are: {', '.join(names) or '(none)'}."
-        )
+        return _named(self.views, name, "feature view", "the feature views are")
 
     def service(self, name: str) -> FeatureService:
-        for s in self.services:
-            if s.name == name:
-                return s
-        names = [s.name for s in self.services]
-        raise UsageError(
-            f"no feature service (exposure of type ml) named {name!r}{closest(name, names)}; "
-            f"they are: {', '.join(names) or '(none)'}."
-        )
+        return _named(self.services, name, "feature service (exposure of type ml)", "they are")
 
     def resolve(self, refs: Iterable[str | FeatureRef]) -> list[tuple[FeatureView, Feature]]:
         """Expand ``view:*`` and check every reference, in the order given, without repeats."""
@@ -209,6 +195,17 @@ class Registry:
             ) from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ProjectError(f"{path} is not a feature registry: {exc}") from exc
+
+
+def _named(items: tuple[Any, ...], name: str, what: str, listing: str) -> Any:
+    """The item called ``name``, or a UsageError suggesting the closest name."""
+    for item in items:
+        if item.name == name:
+            return item
+    names = [item.name for item in items]
+    raise UsageError(
+        f"no {what} named {name!r}{closest(name, names)}; {listing}: {', '.join(names) or '(none)'}."
+    )
 
 
 def _column(data: dict[str, Any] | None) -> Column | None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from .build import build_registry
+from .diff import RegistryDiff, diff_against_state
+from .state import load_state
 from .errors import UsageError
 from .manifest import Manifest, load_manifest
 from .project import DbtOptions, Project, find_project, load_credentials, target_name
@@ -69,6 +72,34 @@ class FeatureStore:
     def warehouse(self) -> Warehouse:
         """A new connection to the target's warehouse (close it, or use ``with``)."""
         return open_warehouse(self.project)
+
+    @cached_property
+    def online(self) -> Any:
+        """The online store (``adapter.online.OnlineStore``): connected on first use, with the
+        registry as loaded then; Redis from the project's configuration or the embedded one."""
+        from adapter.online import OnlineStore
+
+        return OnlineStore.open(self)
+
+    def sync(self, select: str | None = None, *, full_refresh: bool = False,
+             from_sql: bool = False, batch_size: int | None = None,
+             progress: Any = None) -> list[Any]:
+        """Sync the online views (matching a dbt selector) into the online store; a list of
+        ``adapter.sync.ViewSync``. Incremental unless ``full_refresh``."""
+        from adapter.sync import sync_views
+
+        return sync_views(self, select, full_refresh=full_refresh, from_sql=from_sql,
+                          batch_size=batch_size, progress=progress)
+
+    def get_online_features(self, features: list[str] | str,
+                            entity_rows: list[dict[str, Any]]) -> Any:
+        """Latest values of ``features`` (``view:feature``/``view:*``) for ``entity_rows``
+        (join key -> value): an ``adapter.online.OnlineResponse``."""
+        return self.online.get_online_features(features, entity_rows)
+
+    def online_status(self, select: str | None = None) -> list[Any]:
+        """Per online view: last sync, watermark, keys, synced fingerprint (``ViewStatus``)."""
+        return self.online.status(self.select(select) if select else None)
 
     def _load_registry(self, *, refresh: bool) -> Registry:
         path = self.project.target_path / REGISTRY_FILE
@@ -135,6 +166,92 @@ class FeatureStore:
             "consumers": list(view.consumers),
             "file": view.file,
         }
+
+    def diff(self, state: str | Path) -> RegistryDiff:
+        """This project's feature definitions against another environment's dbt artifacts
+        (dbt's ``--state`` folder, e.g. production's target/): see ``dbt_features.diff``."""
+        other, notes = load_state(state)  # a bad --state fails before any dbt work
+        registry = self.registry  # before .manifest: it may re-parse, replacing the manifest
+        return diff_against_state(registry, self.manifest, other, notes)
+
+    def get_training_set(
+        self,
+        spine: Any,
+        features: list[str] | str,
+        *,
+        spine_timestamp: str | None = None,
+        full_feature_names: bool = False,
+    ) -> Any:
+        """Point-in-time training set as a ``pyarrow.Table``: every spine row once, in order,
+        with each feature as of the row's timestamp (see README "Training sets").
+
+        ``spine``: a pandas/polars DataFrame, an Arrow table, a .parquet/.csv path, or the name
+        of a dbt model or source (``source_name.table``; the join then runs in the warehouse).
+        ``features``: ``view:feature`` / ``view:*`` references."""
+        from .training import get_training_set
+
+        return get_training_set(
+            self.registry, self.warehouse, spine, features,
+            spine_timestamp=spine_timestamp, full_feature_names=full_feature_names,
+            relations=_SpineRelations(self.manifest),
+        )
+
+    def training_sql(
+        self,
+        spine: str,
+        features: list[str] | str,
+        *,
+        dialect: str | None = None,
+        spine_timestamp: str | None = None,
+        full_feature_names: bool = False,
+        pretty: bool = True,
+    ) -> str:
+        """The training-set SQL for a spine that is a dbt model or source, in ``dialect``
+        (duckdb, postgres, snowflake, bigquery, spark, trino; default: the target's)."""
+        from .training import ModelSpine, plan, training_query_sql
+        from .pit import quirks_for
+
+        dialect = dialect or self.registry.dialect
+        quirks_for(dialect)
+        joins = plan(self.registry, features, full_feature_names=full_feature_names)
+        relations = _SpineRelations(self.manifest)
+        relation = relations(spine)
+        if relation is None:
+            from .definition import closest
+
+            raise UsageError(
+                f"--spine {spine!r} is not a dbt model or source of this project"
+                f"{closest(spine, relations.names())}; `sql` needs a spine in the warehouse "
+                "(a model name or source_name.table)."
+            )
+        with self.warehouse() as wh:
+            columns = wh.describe(relation)
+        return training_query_sql(ModelSpine(spine, relation), columns, joins, dialect,
+                                  spine_timestamp, pretty=pretty)
+
+
+class _SpineRelations:
+    """Model and source names of the manifest -> where they live (for a spine given by name)."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+
+    def _all(self) -> dict[str, Relation]:
+        found: dict[str, Relation] = {}
+        for node in self.manifest.models():
+            found.setdefault(node["name"], Relation(
+                node.get("database"), node.get("schema"), node.get("alias") or node["name"]))
+        for source in self.manifest.data.get("sources", {}).values():
+            found.setdefault(f"{source['source_name']}.{source['name']}", Relation(
+                source.get("database"), source.get("schema"),
+                source.get("identifier") or source["name"]))
+        return found
+
+    def names(self) -> list[str]:
+        return list(self._all())
+
+    def __call__(self, name: str) -> Relation | None:
+        return self._all().get(name)
 
 
 def view_summary(view: FeatureView, *, detail: bool = False) -> dict[str, Any]:

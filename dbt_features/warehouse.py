@@ -8,10 +8,15 @@ only the ones below can be queried.
 
 from __future__ import annotations
 
+import io
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
+
+from sqlglot import exp
 
 import pyarrow as pa
 
@@ -88,6 +93,18 @@ class Warehouse:
     def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
         raise NotImplementedError  # pragma: no cover
 
+    @contextmanager
+    def spine(self, table: pa.Table) -> Iterator[exp.Table]:
+        """Make an Arrow table queryable for the duration of the block, without writing to any
+        schema of the user's: DuckDB registers it on the read-only connection, PostgreSQL
+        copies it into a temporary table dropped at the end. Yields its (quoted) name."""
+        raise NotImplementedError  # pragma: no cover
+        yield  # pragma: no cover
+
+
+def _spine_name() -> str:
+    return f"__dbt_features_spine_{uuid.uuid4().hex[:12]}"
+
 
 class DuckDBWarehouse(Warehouse):
     adapter_type = "duckdb"
@@ -121,6 +138,8 @@ class DuckDBWarehouse(Warehouse):
                 f"cannot open DuckDB file {resolved}: {exc}. If `dbt run` is running, wait for "
                 "it; otherwise make sure the profile sets `keep_open: false`."
             ) from exc
+        # Timestamps with time zone are read and compared in UTC.
+        self.con.sql("SET TimeZone = 'UTC'")
         self.database = credentials.database
 
     def close(self) -> None:
@@ -145,6 +164,15 @@ class DuckDBWarehouse(Warehouse):
             yield from reader
         except duckdb.Error as exc:
             raise WarehouseError(f"DuckDB query failed: {exc}") from exc
+
+    @contextmanager
+    def spine(self, table: pa.Table) -> Iterator[exp.Table]:
+        name = _spine_name()
+        self.con.register(name, table)
+        try:
+            yield exp.table_(exp.to_identifier(name, quoted=True))
+        finally:
+            self.con.unregister(name)
 
 
 class PostgresWarehouse(Warehouse):
@@ -188,6 +216,8 @@ class PostgresWarehouse(Warehouse):
             with self.con.cursor() as cur:
                 cur.execute("set role %s", [credentials.role])
         self.con.set_session(readonly=True, autocommit=True)
+        with self.con.cursor() as cur:
+            cur.execute("set time zone 'UTC'")
 
     def close(self) -> None:
         self.con.close()
@@ -222,6 +252,62 @@ class PostgresWarehouse(Warehouse):
         finally:
             self.con.rollback()
             self.con.autocommit = True
+
+
+    @contextmanager
+    def spine(self, table: pa.Table) -> Iterator[exp.Table]:
+        """A temporary table in a transaction of its own: the session is read-only, so this
+        one transaction is made read-write (temporary tables only) and rolled back at the end,
+        which drops the table."""
+        import psycopg2
+        from psycopg2 import sql as pgsql
+        import pyarrow.csv as pcsv
+
+        name = _spine_name()
+        target = exp.table_(exp.to_identifier(name, quoted=True))
+        create = exp.Create(
+            kind="TABLE",
+            this=exp.Schema(
+                this=target.copy(),
+                expressions=[
+                    exp.ColumnDef(this=exp.to_identifier(f.name, quoted=True),
+                                  kind=exp.DataType.build(_pg_type(f.type), dialect="postgres"))
+                    for f in table.schema
+                ],
+            ),
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+        )
+        buffer = io.BytesIO()
+        pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=False))
+        buffer.seek(0)
+        self.con.autocommit = False
+        try:
+            with self.con.cursor() as cur:
+                cur.execute("set transaction read write")
+                cur.execute(create.sql(dialect="postgres"))
+                copy = pgsql.SQL("copy {} from stdin with (format csv)").format(pgsql.Identifier(name))
+                cur.copy_expert(copy.as_string(self.con), buffer)
+            yield target
+        except psycopg2.Error as exc:
+            raise WarehouseError(f"PostgreSQL could not load the spine: {exc}".strip()) from exc
+        finally:
+            self.con.rollback()
+            self.con.autocommit = True
+
+
+def _pg_type(dtype: pa.DataType) -> str:
+    """The PostgreSQL column type for an Arrow type of an uploaded spine."""
+    if pa.types.is_integer(dtype):
+        return "bigint"
+    if pa.types.is_floating(dtype):
+        return "double precision"
+    if pa.types.is_boolean(dtype):
+        return "boolean"
+    if pa.types.is_timestamp(dtype):
+        return "timestamptz" if dtype.tz else "timestamp"
+    if pa.types.is_date(dtype):
+        return "date"
+    return "text"
 
 
 def _to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:

@@ -29,6 +29,12 @@ def copy_sample(dest: Path) -> Path:
     shutil.copytree(
         SAMPLE, dest, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "*.duckdb")
     )
+    # The sample's packages.yml installs the repo's dbt package (`local: ../dbt_package`):
+    # put it where that path points, and installed as `dbt deps` would (no deps run needed).
+    package = REPO / "dbt_package"
+    if not (dest.parent / "dbt_package").exists():
+        shutil.copytree(package, dest.parent / "dbt_package")
+    shutil.copytree(package, dest / "dbt_packages" / "dbt_features")
     return dest
 
 
@@ -96,3 +102,95 @@ def make_project(root: Path, files: dict[str, str], *, build: bool = True) -> Pa
     if build:
         run_dbt(root, "run")
     return root
+
+
+# -- online store (issue 4): recent data, the real Redis under a unique key prefix -------------
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def recent_copy(dest: Path, n_transactions: int = 6000) -> Path:
+    """A sample copy whose data ends today: the default start_date is fixed, so its rows are
+    long outside the views' ttl and the online store would rightly serve nothing."""
+    import re
+    from datetime import date, timedelta
+
+    project = copy_sample(dest)
+    config = project / "dbt_project.yml"
+    start = (date.today() - timedelta(days=119)).isoformat()
+    text = re.sub(r'start_date: "[^"]*"', f'start_date: "{start}"', config.read_text())
+    config.write_text(re.sub(r"n_transactions: \d+", f"n_transactions: {n_transactions}", text))
+    packages = project / "packages.yml"
+    if packages.is_file() and not (project / "dbt_packages").exists():
+        packages.write_text(packages.read_text().replace("local: ../", f"local: {REPO}/"))
+        run_dbt(project, "deps")
+    return project
+
+
+def online_env(project: Path, schema: str) -> dict[str, str]:
+    return {"DBT_FEATURES_SAMPLE_DUCKDB": str(project / "target" / "sample.duckdb"),
+            "DBT_FEATURES_PG_SCHEMA": schema}
+
+
+@pytest.fixture(scope="session")
+def online_pg_schema() -> Iterator[str]:
+    """The PostgreSQL schema of the online-store tests (dropped at the end: only ours)."""
+    import psycopg2
+
+    schema = f"dbt_features_online_{uuid.uuid4().hex[:8]}"
+    yield schema
+    con = psycopg2.connect(PG_DSN)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f'drop schema if exists "{schema}" cascade')
+    con.close()
+
+
+@pytest.fixture(scope="session")
+def recent_duckdb(tmp_path_factory: pytest.TempPathFactory, online_pg_schema: str) -> Path:
+    """Recent sample data built by `dbt run` on DuckDB. Do not modify: copy it."""
+    project = recent_copy(tmp_path_factory.mktemp("online_duck") / "sample_project")
+    run_dbt(project, "run", env=online_env(project, online_pg_schema))
+    return project
+
+
+@pytest.fixture(scope="session")
+def recent_postgres(tmp_path_factory: pytest.TempPathFactory, online_pg_schema: str) -> Path:
+    """Recent sample data built by `dbt run --target postgres` (schema online_pg_schema)."""
+    project = recent_copy(tmp_path_factory.mktemp("online_pg") / "sample_project")
+    run_dbt(project, "run", "--target", "postgres", env=online_env(project, online_pg_schema))
+    return project
+
+
+@pytest.fixture
+def redis_prefix(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This test's Redis: the real one, under a unique key prefix (set in the environment, as
+    the CLI reads it); only keys under that prefix are deleted afterwards (never FLUSHDB)."""
+    import redis
+
+    prefix = f"dbtf_test_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("DBT_FEATURES_REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("DBT_FEATURES_REDIS_PREFIX", prefix)
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
+    for i in range(0, len(keys), 5000):
+        client.unlink(*keys[i : i + 5000])
+    client.close()
+
+
+@pytest.fixture
+def duck_project(recent_duckdb: Path, online_pg_schema: str, redis_prefix: str,
+                 monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The recent DuckDB project, with this process's environment pointing at it."""
+    for name, value in online_env(recent_duckdb, online_pg_schema).items():
+        monkeypatch.setenv(name, value)
+    return recent_duckdb
+
+
+@pytest.fixture
+def pg_project(recent_postgres: Path, online_pg_schema: str, redis_prefix: str,
+               monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, value in online_env(recent_postgres, online_pg_schema).items():
+        monkeypatch.setenv(name, value)
+    return recent_postgres

@@ -1,0 +1,274 @@
+"""The key layout of the online store and the encoding of one entity's feature values.
+
+Keys (``P`` is the configured key prefix, ``V`` a feature view, ``G`` a generation number)::
+
+    P:V:meta        hash: current generation ``gen`` and its ``schema``, watermark, last sync,
+                    key count, definition fingerprint, ``pending``/``retired`` generations
+    P:V:lock        the sync lock (JSON of the holder), with an expiry
+    P:V:G:ENTITY    one value per (view, entity): a compact blob, expiring at event time + ttl
+
+A full refresh writes generation G+1 beside G and switches ``gen`` in one step, so readers
+see one complete snapshot or the other. ``ENTITY`` is the join-key value (decimal for
+integers, the string itself for strings); composite keys join their parts with ``:`` after
+escaping ``\\`` and ``:``.
+
+The blob: a big-endian fixed part ``event_us:int64, created_us:int64, one null flag byte per
+feature, the non-string features`` (int64/timestamp microseconds as int64, double as float64,
+bool as one byte, date as int32 days), then each string feature as ``uint32 length + UTF-8``.
+The first 16 bytes let the conditional-write script compare event/created times on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dbt_features.registry import FeatureView
+
+FORMAT_VERSION = 1
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH_DATE = date(1970, 1, 1)
+NO_CREATED = 0
+
+# Logical type -> (struct code, numpy dtype, arrow type the column is cast to first).
+_FIXED: dict[str, tuple[str, str, pa.DataType]] = {
+    "int64": ("q", ">i8", pa.int64()),
+    "double": ("d", ">f8", pa.float64()),
+    "bool": ("?", "u1", pa.bool_()),
+    "timestamp": ("q", ">i8", pa.timestamp("us")),
+    "date": ("i", ">i4", pa.date32()),
+}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one key prefix."""
+
+    prefix: str
+
+    def view_base(self, view: str) -> str:
+        return f"{self.prefix}:{view}:"
+
+    def meta(self, view: str) -> str:
+        return f"{self.prefix}:{view}:meta"
+
+    def lock(self, view: str) -> str:
+        return f"{self.prefix}:{view}:lock"
+
+    def generation(self, view: str, gen: int | str) -> str:
+        """The prefix of every entity key of one generation of a view."""
+        return f"{self.prefix}:{view}:{gen}:"
+
+    def generation_pattern(self, view: str, gen: int | str) -> str:
+        """A SCAN MATCH pattern for one generation (glob characters of the prefix escaped)."""
+        return _glob_escape(self.generation(view, gen)) + "*"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What a generation's blobs hold: the features in blob order, with their logical types."""
+
+    features: tuple[tuple[str, str], ...]
+    key_dtypes: tuple[str, ...]
+    has_created: bool
+    version: int = FORMAT_VERSION
+
+    @classmethod
+    def of(cls, view: FeatureView) -> "Schema":
+        fixed = [(f.name, f.dtype) for f in view.features if f.dtype != "string"]
+        strings = [(f.name, f.dtype) for f in view.features if f.dtype == "string"]
+        return cls(
+            tuple(fixed + strings),
+            tuple(k.dtype for k in view.entity.join_keys),
+            view.created_timestamp is not None,
+        )
+
+    def text(self) -> str:
+        return json.dumps(
+            {"v": self.version, "features": self.features, "keys": self.key_dtypes,
+             "created": self.has_created},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> "Schema":
+        data = json.loads(text)
+        return cls(
+            tuple((n, t) for n, t in data["features"]), tuple(data["keys"]), bool(data["created"]),
+            int(data["v"]),
+        )
+
+
+class Codec:
+    """Encodes Arrow batches to blobs (vectorized) and decodes one blob to Python values."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.names = tuple(n for n, _ in schema.features)
+        self.dtypes = tuple(t for _, t in schema.features)
+        self.fixed = [(n, t) for n, t in schema.features if t != "string"]
+        self.strings = [n for n, t in schema.features if t == "string"]
+        n = len(schema.features)
+        self.struct = struct.Struct(">qq" + "B" * n + "".join(_FIXED[t][0] for _, t in self.fixed))
+        self.record = np.dtype(
+            [("ets", ">i8"), ("cts", ">i8")]
+            + [(f"n{i}", "u1") for i in range(n)]
+            + [(f"f{i}", _FIXED[t][1]) for i, (_, t) in enumerate(self.fixed)]
+        )
+        assert self.record.itemsize == self.struct.size
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def encode(
+        self, batch: pa.RecordBatch, event: str, created: str | None
+    ) -> tuple[pa.Array, np.ndarray]:
+        """Blobs (a binary array) for every row of ``batch`` (columns named as the features),
+        and the event times in microseconds (for expiries and watermarks)."""
+        rows = batch.num_rows
+        rec = np.zeros(rows, dtype=self.record)
+        ets = micros(batch.column(event))
+        rec["ets"] = ets
+        if created is not None:
+            rec["cts"] = micros(batch.column(created))
+        index = {name: i for i, name in enumerate(self.names)}
+        for name in self.names:
+            column = batch.column(name)
+            if column.null_count:
+                rec[f"n{index[name]}"] = np.asarray(column.is_null(), dtype="u1")
+        for i, (name, dtype) in enumerate(self.fixed):
+            rec[f"f{i}"] = _fixed_values(batch.column(name), dtype)
+        width = self.record.itemsize
+        fixed = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(width), rows, [None, pa.py_buffer(rec.tobytes())]
+        )
+        if not self.strings:
+            return fixed.cast(pa.binary()), ets
+        parts: list[Any] = [fixed.cast(pa.binary())]
+        for name in self.strings:
+            column = batch.column(name)
+            if pa.types.is_null(column.type):
+                column = pa.nulls(rows, pa.string())
+            data = pc.fill_null(column.cast(pa.string()), "").cast(pa.binary())
+            lengths = np.asarray(pc.binary_length(data), dtype=">u4")
+            parts.append(
+                pa.FixedSizeBinaryArray.from_buffers(
+                    pa.binary(4), rows, [None, pa.py_buffer(lengths.tobytes())]
+                ).cast(pa.binary())
+            )
+            parts.append(data)
+        return pc.binary_join_element_wise(*parts, b""), ets
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def decode(self, blob: bytes) -> tuple[int, int, list[Any]]:
+        """``(event_us, created_us, values)`` with values in schema order."""
+        head = self.struct.unpack_from(blob)
+        n = len(self.names)
+        ets, cts, flags, fixed = head[0], head[1], head[2 : 2 + n], head[2 + n :]
+        values: list[Any] = []
+        for i, dtype in enumerate(self.dtypes[: len(self.fixed)]):
+            values.append(None if flags[i] else _python(fixed[i], dtype))
+        offset = self.struct.size
+        for i in range(len(self.fixed), n):
+            (length,) = _U32.unpack_from(blob, offset)
+            offset += 4
+            values.append(None if flags[i] else blob[offset : offset + length].decode())
+            offset += length
+        return ets, cts, values
+
+
+_U32 = struct.Struct(">I")
+
+
+def _fixed_values(column: pa.Array, dtype: str) -> np.ndarray:
+    if dtype in ("timestamp",):
+        return micros(column)
+    if pa.types.is_null(column.type):
+        return np.zeros(len(column), dtype=_FIXED[dtype][1])
+    target = _FIXED[dtype][2]
+    if dtype == "date" and pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("us")).cast(pa.date32())
+    column = column if column.type == target else column.cast(target)
+    if dtype == "date":
+        column = column.view(pa.int32())
+    elif dtype == "bool":
+        column = column.cast(pa.uint8())
+    return np.asarray(pc.fill_null(column, 0).to_numpy(zero_copy_only=False))
+
+
+def micros(column: pa.Array) -> np.ndarray:
+    """Microseconds since the epoch (UTC; naive timestamps are read as UTC) of a timestamp or
+    date column, nulls as 0."""
+    if pa.types.is_null(column.type):
+        return np.zeros(len(column), dtype="i8")
+    if pa.types.is_date(column.type):
+        column = column.cast(pa.timestamp("us"))
+    if pa.types.is_timestamp(column.type) and column.type.unit != "us":
+        column = column.cast(pa.timestamp("us", column.type.tz), safe=False)
+    return np.asarray(pc.fill_null(column.view(pa.int64()), 0).to_numpy(zero_copy_only=False))
+
+
+def _python(value: Any, dtype: str) -> Any:
+    if dtype == "timestamp":
+        return from_micros(value)
+    if dtype == "date":
+        return EPOCH_DATE + timedelta(days=value)
+    return value
+
+
+def from_micros(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def to_micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+# -- entity keys -------------------------------------------------------------------------------
+
+
+def entity_suffix(values: Sequence[Any]) -> str:
+    """The ``ENTITY`` part of a key for one entity's (already type-checked) join-key values."""
+    if len(values) == 1:
+        return str(values[0])
+    return ":".join(_escape(str(v)) for v in values)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def entity_suffixes(batch: pa.RecordBatch, key_names: Sequence[str]) -> pa.Array:
+    """``entity_suffix`` for every row of a batch, vectorized (a binary array)."""
+    parts = []
+    for name in key_names:
+        column = batch.column(name)
+        if pa.types.is_integer(column.type):
+            column = column.cast(pa.int64()).cast(pa.string())
+        else:
+            column = column.cast(pa.string())
+            if len(key_names) > 1:
+                column = pc.replace_substring(column, "\\", "\\\\")
+                column = pc.replace_substring(column, ":", "\\:")
+        parts.append(column)
+    if len(parts) == 1:
+        return parts[0].cast(pa.binary())
+    return pc.binary_join_element_wise(*parts, ":").cast(pa.binary())
+
+
+def full_keys(generation_prefix: str, suffixes: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(generation_prefix.encode(), suffixes, b"")

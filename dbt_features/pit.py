@@ -1,0 +1,325 @@
+"""Point-in-time joins, built once as sqlglot expression trees and rendered for each dialect.
+
+For every spine row and every requested feature view, the query picks the view's row with the
+same entity key and the latest event timestamp ``<=`` the spine timestamp (and ``>=`` the spine
+timestamp minus the view's ttl). Ties on the event timestamp go to the greatest
+``created_timestamp`` (NULL counts as the lowest), then to the greatest feature values, compared
+one by one in the view's declared feature order (NULL lowest, strings by code point): two rows
+that still tie are identical in every returned column, so the pick can never be arbitrary.
+
+Two shapes of the same semantics, as measured on DuckDB (see tests/benchmarks):
+
+* DuckDB: an ``ASOF LEFT JOIN`` on the keys and timestamps alone finds the matched timestamp,
+  then an equi-join fetches the rows at that timestamp and ``QUALIFY ROW_NUMBER()`` breaks
+  ties. Cheaper than deduplicating the whole view first, and exact.
+* Every other dialect: ``LEFT JOIN`` on the keys and the time window, then ``ROW_NUMBER()`` in
+  a subquery (portable to PostgreSQL, Snowflake, BigQuery, Spark and Trino alike).
+
+Views are joined one after another (a chain of CTEs, each reading the previous one once), so a
+spine numbered with ``ROW_NUMBER() OVER ()`` is numbered exactly once. Timestamps are compared
+as naive UTC: time-zone-aware columns are converted to UTC, dates become midnight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from sqlglot import exp
+
+from .errors import UsageError
+from .registry import FeatureView
+
+PREFIX = "__dbt_features_"
+ROW = PREFIX + "row"
+TS = PREFIX + "ts"
+MATCH = PREFIX + "match"
+RN = PREFIX + "rn"
+
+# How a timestamp column is stored: kinds that need converting before comparing.
+TZ, NAIVE, DATE, CAST = "tz", "naive", "date", "cast"
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """What differs between dialects, and nothing else."""
+
+    asof: bool = False  # has ASOF LEFT JOIN (DuckDB only: sqlglot passes it through elsewhere)
+    string_collation: str | None = None  # collation making string order byte order
+    ordered_row_number: bool = False  # ROW_NUMBER() needs an ORDER BY in its window
+
+
+QUIRKS: dict[str, Quirks] = {
+    "duckdb": Quirks(asof=True),
+    "postgres": Quirks(string_collation="C"),
+    "snowflake": Quirks(ordered_row_number=True),
+    "bigquery": Quirks(),
+    "spark": Quirks(ordered_row_number=True),
+    "trino": Quirks(),
+}
+DIALECTS = tuple(QUIRKS)
+
+
+@dataclass(frozen=True)
+class Spine:
+    """The rows to label with features, as a relation in the warehouse.
+
+    ``columns`` are returned in front of the features, in order. ``row_id`` names a column
+    already numbering the rows (an uploaded spine); without it rows are numbered in the query.
+    """
+
+    table: exp.Expression
+    columns: tuple[str, ...]
+    timestamp: str
+    timestamp_kind: str
+    row_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ViewJoin:
+    """One feature view and the features wanted from it, as (feature, output column) pairs."""
+
+    view: FeatureView
+    outputs: tuple[tuple[str, str], ...]
+
+
+def timestamp_kind(data_type: str, dialect: str) -> str | None:
+    """Classify a warehouse type spelling: aware timestamp, naive timestamp, date, another
+    timestamp type to cast, or None when it is not a point in time at all."""
+    text = " ".join(data_type.lower().split())
+    if text in ("timestamp_ns", "timestamp_ms", "timestamp_s"):
+        return CAST
+    if "with time zone" in text and "without" not in text:
+        return TZ
+    if "without time zone" in text:
+        return NAIVE
+    try:
+        kind = exp.DataType.build(text, dialect=dialect).this
+    except Exception:  # noqa: BLE001 - sqlglot raises several types for unknown spellings
+        return None
+    T = exp.DataType.Type
+    if kind in (T.TIMESTAMPTZ, T.TIMESTAMPLTZ):
+        return TZ
+    if kind in (T.TIMESTAMP, T.TIMESTAMPNTZ, T.DATETIME):
+        return NAIVE
+    if kind in (T.TIMESTAMP_S, T.TIMESTAMP_MS, T.TIMESTAMP_NS):
+        return CAST
+    if kind in (T.DATE, T.DATE32):
+        return DATE
+    return None
+
+
+def utc(expression: exp.Expression, kind: str) -> exp.Expression:
+    """The expression as a naive UTC timestamp, comparable across spine and views."""
+    if kind == TZ:
+        return exp.cast(
+            exp.AtTimeZone(this=expression, zone=exp.Literal.string("UTC")),
+            exp.DataType.build("timestamp"),
+        )
+    if kind == NAIVE:
+        return expression
+    return exp.cast(expression, exp.DataType.build("timestamp"))
+
+
+def view_timestamp_kind(view: FeatureView, dialect: str) -> str:
+    if view.timestamp is None:
+        raise UsageError(
+            f"feature view {view.name!r} has no timestamp, so it cannot be joined point in "
+            f"time; set config.meta.feature_store.timestamp in {view.file}."
+        )
+    kind = timestamp_kind(view.timestamp.data_type, dialect)
+    if kind is None:
+        raise UsageError(
+            f"feature view {view.name!r}: timestamp column {view.timestamp.name!r} has type "
+            f"{view.timestamp.data_type!r}, not a timestamp or date; cast it in {view.file}."
+        )
+    return kind
+
+
+def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str) -> exp.Select:
+    """The whole training-set query: spine columns, then each requested feature, in spine order."""
+    quirks = quirks_for(dialect)
+    keys = [k.name for j in joins for k in j.view.entity.join_keys]
+    carried = list(dict.fromkeys([*spine.columns, *keys]))
+    ctes: list[tuple[str, exp.Select]] = [("spine", _spine_select(spine, carried, quirks))]
+    for index, join in enumerate(joins, start=1):
+        previous = ctes[-1][0]
+        if quirks.asof:
+            ctes.append((f"match_{index}", _asof_match(previous, carried, join, dialect)))
+            step = _asof_fetch(ctes[-1][0], carried, join, dialect, quirks)
+        else:
+            step = _window_step(previous, carried, join, dialect, quirks)
+        ctes.append((f"view_{index}", step))
+        carried += [out for _, out in join.outputs]
+    last = ctes[-1][0]
+    outputs = [*spine.columns, *(out for j in joins for _, out in j.outputs)]
+    query = (
+        exp.select(*(_col(c, last) for c in outputs))
+        .from_(_table(last))
+        .order_by(_col(ROW, last))
+    )
+    for name, select in ctes:
+        query = query.with_(_ident(PREFIX + name), as_=select)
+    return query
+
+
+def quirks_for(dialect: str) -> Quirks:
+    if dialect not in QUIRKS:
+        raise UsageError(
+            f"--dialect {dialect!r} is not supported; choose one of: {', '.join(DIALECTS)}."
+        )
+    return QUIRKS[dialect]
+
+
+def to_sql(query: exp.Expression, dialect: str, *, pretty: bool = False) -> str:
+    """Render for ``dialect``; refuses a DuckDB-only ASOF join anywhere else."""
+    quirks_for(dialect)
+    if dialect != "duckdb" and any(
+        str(j.args.get("method") or "").upper() == "ASOF" for j in query.find_all(exp.Join)
+    ):
+        raise AssertionError(f"an ASOF join cannot be rendered for {dialect}")  # a bug of ours
+    return query.sql(dialect=dialect, pretty=pretty, identify=True)
+
+
+# -- the pieces --------------------------------------------------------------------------------
+
+
+def _spine_select(spine: Spine, carried: list[str], quirks: Quirks) -> exp.Select:
+    ts = exp.column(spine.timestamp, quoted=True)
+    if spine.row_id is not None:
+        row: exp.Expression = exp.column(spine.row_id, quoted=True)
+    else:
+        order = exp.Order(expressions=[exp.Ordered(this=ts.copy())]) if quirks.ordered_row_number else None
+        row = exp.Window(this=exp.RowNumber(), order=order)
+    return exp.select(
+        *(exp.column(c, quoted=True) for c in carried),
+        exp.alias_(row, ROW, quoted=True),
+        exp.alias_(utc(ts.copy(), spine.timestamp_kind), TS, quoted=True),
+    ).from_(spine.table.copy())
+
+
+def _asof_match(previous: str, carried: list[str], join: ViewJoin, dialect: str) -> exp.Select:
+    """DuckDB: the matched event time of each spine row (NULL when none, or older than ttl)."""
+    view = join.view
+    kind = view_timestamp_kind(view, dialect)
+    narrow = exp.select(
+        *(exp.column(k.name, quoted=True) for k in view.entity.join_keys),
+        exp.alias_(utc(exp.column(view.timestamp.name, quoted=True), kind), TS, quoted=True),
+    ).from_(view_table(view))
+    on = _keys_equal(view, "p", "f") + [exp.GTE(this=_col(TS, "p"), expression=_col(TS, "f"))]
+    matched: exp.Expression = _col(TS, "f")
+    if view.ttl_seconds:
+        matched = exp.Case(
+            ifs=[exp.If(this=_within_ttl(_col(TS, "f"), view), true=_col(TS, "f"))]
+        )
+    return (
+        exp.select(*(_col(c, "p") for c in (*carried, ROW, TS)), exp.alias_(matched, MATCH, quoted=True))
+        .from_(exp.alias_(_table(previous), "p", quoted=True))
+        .join(
+            exp.alias_(narrow.subquery(), "f", quoted=True),
+            on=exp.and_(*on),
+            join_type="ASOF LEFT",
+        )
+    )
+
+
+def _asof_fetch(match: str, carried: list[str], join: ViewJoin, dialect: str,
+                quirks: Quirks) -> exp.Select:
+    """DuckDB: the view's rows at the matched time; ties broken as documented."""
+    view = join.view
+    kind = view_timestamp_kind(view, dialect)
+    f_ts = utc(_col(view.timestamp.name, "f"), kind)
+    on = _keys_equal(view, "m", "f") + [exp.EQ(this=_col(MATCH, "m"), expression=f_ts)]
+    rank = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[_col(ROW, "m")],
+        order=exp.Order(expressions=_tie_break(view, quirks)),
+    )
+    return (
+        exp.select(
+            *(_col(c, "m") for c in (*carried, ROW, TS)),
+            *(exp.alias_(_col(feature, "f"), out, quoted=True) for feature, out in join.outputs),
+        )
+        .from_(exp.alias_(_table(match), "m", quoted=True))
+        .join(exp.alias_(view_table(view), "f", quoted=True), on=exp.and_(*on), join_type="LEFT")
+        .qualify(exp.EQ(this=rank, expression=exp.Literal.number(1)))
+    )
+
+
+def _window_step(previous: str, carried: list[str], join: ViewJoin, dialect: str,
+                 quirks: Quirks) -> exp.Select:
+    """Portable: join every row in the time window, keep the first by the documented order."""
+    view = join.view
+    kind = view_timestamp_kind(view, dialect)
+    f_ts = utc(_col(view.timestamp.name, "f"), kind)
+    on = _keys_equal(view, "p", "f") + [exp.LTE(this=f_ts, expression=_col(TS, "p"))]
+    if view.ttl_seconds:
+        on.append(_within_ttl(f_ts.copy(), view, spine="p"))
+    order = [exp.Ordered(this=f_ts.copy(), desc=True, nulls_first=False), *_tie_break(view, quirks)]
+    rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(ROW, "p")],
+                      order=exp.Order(expressions=order))
+    inner_cols = [*carried, ROW, TS]
+    inner = (
+        exp.select(
+            *(_col(c, "p") for c in inner_cols),
+            *(exp.alias_(_col(feature, "f"), out, quoted=True) for feature, out in join.outputs),
+            exp.alias_(rank, RN, quoted=True),
+        )
+        .from_(exp.alias_(_table(previous), "p", quoted=True))
+        .join(exp.alias_(view_table(view), "f", quoted=True), on=exp.and_(*on), join_type="LEFT")
+    )
+    names = [*inner_cols, *(out for _, out in join.outputs)]
+    return (
+        exp.select(*(_col(c, "r") for c in names))
+        .from_(exp.alias_(inner.subquery(), "r", quoted=True))
+        .where(exp.EQ(this=_col(RN, "r"), expression=exp.Literal.number(1)))
+    )
+
+
+def _tie_break(view: FeatureView, quirks: Quirks) -> list[exp.Ordered]:
+    """Greatest created_timestamp, then greatest feature values (declared order); NULL lowest."""
+    order: list[exp.Ordered] = []
+    if view.created_timestamp is not None:
+        order.append(exp.Ordered(this=_col(view.created_timestamp.name, "f"), desc=True,
+                                 nulls_first=False))
+    for feature in view.features:
+        value: exp.Expression = _col(feature.name, "f")
+        if feature.dtype == "string" and quirks.string_collation:
+            value = exp.Collate(this=value, expression=exp.Identifier(
+                this=quirks.string_collation, quoted=True))
+        order.append(exp.Ordered(this=value, desc=True, nulls_first=False))
+    return order
+
+
+def _within_ttl(feature_ts: exp.Expression, view: FeatureView, spine: str = "p") -> exp.Expression:
+    interval = exp.Interval(this=exp.Literal.string(str(view.ttl_seconds)),
+                            unit=exp.Var(this="SECOND"))
+    return exp.GTE(this=feature_ts, expression=exp.Sub(this=_col(TS, spine), expression=interval))
+
+
+def _keys_equal(view: FeatureView, left: str, right: str) -> list[exp.Expression]:
+    return [exp.EQ(this=_col(k.name, left), expression=_col(k.name, right))
+            for k in view.entity.join_keys]
+
+
+def view_table(view: FeatureView) -> exp.Table:
+    """The view's relation, as the manifest names it, every part quoted."""
+    parts = view.relation.parts()
+    return exp.table_(
+        _ident(parts[-1]),
+        db=_ident(parts[-2]) if len(parts) > 1 else None,
+        catalog=_ident(parts[-3]) if len(parts) > 2 else None,
+    )
+
+
+def _ident(name: str) -> exp.Identifier:
+    return exp.Identifier(this=name, quoted=True)
+
+
+def _table(name: str) -> exp.Table:
+    return exp.table_(_ident(PREFIX + name if not name.startswith(PREFIX) else name))
+
+
+def _col(name: str, table: str) -> exp.Column:
+    table = table if len(table) <= 1 or table.startswith(PREFIX) else PREFIX + table
+    return exp.column(name, table=table, quoted=True)

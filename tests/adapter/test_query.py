@@ -1,0 +1,64 @@
+"""The sync query is a sqlglot tree, emitted per dialect, with quoted identifiers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+import sqlglot
+
+from adapter.query import latest_query
+from dbt_features.errors import DefinitionError
+from dbt_features.registry import Column, Entity, Feature, FeatureView
+from dbt_features.warehouse import Relation
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+VIEW = FeatureView(
+    name="spend", unique_id="model.p.spend", package="p", file="models/spend.sql",
+    yaml_file=None, relation=Relation("db", "main", "spend"), relation_name='"db"."main"."spend"',
+    materialized="table",
+    entity=Entity("customer", (Column("customer id", "int64", "bigint"),)),
+    timestamp=Column("at", "timestamp", "timestamp"),
+    created_timestamp=Column("created", "timestamp", "timestamp with time zone"),
+    ttl_seconds=86400, online=True,
+    features=(Feature("select", "double", "double", None, "f1"),),
+    owner=None, tags=(), description=None, version=1, fingerprint="x",
+    compiled_sql="select 1 as \"customer id\", now() as at, now() as created, 2.0 as \"select\"",
+)
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "snowflake", "bigquery"])
+def test_query_parses_back_in_its_dialect_with_quoted_identifiers(dialect: str) -> None:
+    sql = latest_query(VIEW, dialect, NOW, since_created=NOW)
+    tree = sqlglot.parse_one(sql, read=dialect)
+    assert tree.find(sqlglot.exp.Window) is not None
+    quote = "`" if dialect == "bigquery" else '"'
+    assert f"{quote}customer id{quote}" in sql and f"{quote}select{quote}" in sql
+
+
+def test_ttl_window_watermark_and_now_are_literals() -> None:
+    sql = latest_query(VIEW, "duckdb", NOW, since_created=datetime(2026, 4, 30, tzinfo=timezone.utc))
+    assert "<= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)" in sql
+    assert "> CAST('2026-04-30 12:00:00.000000' AS TIMESTAMP)" in sql  # now - ttl (1 day)
+    # The created column is timestamptz: compared with a UTC-offset literal.
+    assert "\"created\" >= CAST('2026-04-30 00:00:00.000000+00:00' AS TIMESTAMPTZ)" in sql
+    assert 'ORDER BY "at" DESC, "created" DESC' in sql
+    no_ttl = latest_query(replace(VIEW, ttl_seconds=None), "duckdb", NOW)
+    assert "> CAST" not in no_ttl
+
+
+def test_ephemeral_models_and_from_sql_inline_the_compiled_sql() -> None:
+    table = latest_query(VIEW, "duckdb", NOW)
+    assert 'FROM "db"."main"."spend"' in table
+    inlined = latest_query(VIEW, "duckdb", NOW, from_sql=True)
+    assert '"db"."main"."spend"' not in inlined and "NOW()" in inlined.upper()
+    assert latest_query(replace(VIEW, materialized="ephemeral"), "duckdb", NOW) == inlined
+
+
+def test_missing_or_unparseable_compiled_sql_is_a_clear_error() -> None:
+    with pytest.raises(DefinitionError, match="has no compiled SQL.*dbt compile --select spend"):
+        latest_query(replace(VIEW, compiled_sql=None), "duckdb", NOW, from_sql=True)
+    with pytest.raises(DefinitionError, match="cannot be parsed as duckdb"):
+        latest_query(replace(VIEW, compiled_sql="select from where ((("), "duckdb", NOW, from_sql=True)

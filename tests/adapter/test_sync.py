@@ -1,0 +1,191 @@
+"""Sync into the real Redis from real DuckDB and PostgreSQL builds of the sample project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+import redis
+
+from adapter.layout import Codec, Keys, Schema
+from adapter.lock import SyncLock
+from adapter.scripts import WRITE_IF_NEWER
+from conftest import DBT_FEATURES, REDIS_URL
+from dbt_features.errors import OnlineStoreError, UsageError
+from dbt_features.store import FeatureStore
+
+
+def _latest_in_duckdb(project: Path, view: str, key: str, ts: str, ttl_days: int) -> dict:
+    """What the online store must hold, computed independently with DuckDB's arg_max."""
+    con = duckdb.connect(str(project / "target" / "sample.duckdb"), read_only=True)
+    try:
+        rows = con.sql(
+            f"select {key}, arg_max(columns(* exclude ({key})), {ts}) from main.{view} "
+            f"where {ts} <= now()::timestamp and {ts} > now()::timestamp - interval {ttl_days} day "
+            f"group by {key}"
+        ).fetchall()
+        names = [d[0] for d in con.sql(f"select * exclude ({key}) from main.{view} limit 0").description]
+    finally:
+        con.close()
+    return {r[0]: dict(zip(names, r[1:])) for r in rows}
+
+
+def test_full_sync_serves_the_latest_row_per_entity_within_ttl(duck_project: Path) -> None:
+    store = FeatureStore(project_dir=str(duck_project))
+    results = {r.view: r for r in store.sync()}
+    assert {r.mode for r in results.values()} == {"full"}
+    expected = _latest_in_duckdb(duck_project, "customer_spend", "customer_id", "feature_at", 30)
+    assert results["customer_spend"].entities == len(expected) > 100
+    ids = sorted(expected)[:50] + [10**9]
+    response = store.get_online_features(["customer_spend:*"], [{"customer_id": i} for i in ids])
+    for row, i in zip(response.rows(), ids):
+        if i == 10**9:
+            assert row["customer_spend:avg_amount_30d"] is None
+            continue
+        want = expected[i]
+        assert row["customer_spend:avg_amount_30d"] == pytest.approx(want["avg_amount_30d"])
+        assert row["customer_spend:txn_count_7d"] == want["txn_count_7d"]
+    assert response.statuses[0][-1].value == "not_found"
+    stamp = response.event_timestamps[0][0]
+    assert stamp == expected[ids[0]]["feature_at"].replace(tzinfo=timezone.utc)
+
+    status = {s.view: s for s in store.online_status()}
+    assert status["customer_spend"].keys == len(expected)
+    assert status["customer_spend"].up_to_date and status["customer_spend"].fingerprint
+    assert status["merchant_risk"].watermark_created is not None
+
+
+def test_keys_expire_at_event_time_plus_ttl(duck_project: Path, redis_prefix: str) -> None:
+    store = FeatureStore(project_dir=str(duck_project))
+    store.sync("merchant_risk")
+    response = store.get_online_features(["merchant_risk:merchant_category"], [{"merchant_id": 1}])
+    event = response.event_timestamps[0][0]
+    client = redis.Redis.from_url(REDIS_URL)
+    gen = client.hget(Keys(redis_prefix).meta("merchant_risk"), "gen").decode()
+    expire_ms = client.pexpiretime(f"{redis_prefix}:merchant_risk:{gen}:1")
+    assert expire_ms == int(event.timestamp() * 1000) + 2 * 86400 * 1000
+
+
+def test_incremental_sync_replaces_corrections_but_never_newer_rows(duck_project: Path,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(duck_project, project)
+    db = project / "target" / "sample.duckdb"
+    monkeypatch.setenv("DBT_FEATURES_SAMPLE_DUCKDB", str(db))
+    store = FeatureStore(project_dir=str(project))
+    store.sync()
+    before = store.get_online_features(["merchant_risk:*"], [{"merchant_id": 1}, {"merchant_id": 2}])
+    latest_1 = before.event_timestamps[0][0].replace(tzinfo=None)
+    con = duckdb.connect(str(db))
+    # merchant 1: its latest row corrected in place (same event and created time);
+    # merchant 2: a late row with an older event time but a newer created time.
+    con.execute("update main.merchant_risk set merchant_category = 'corrected' "
+                "where merchant_id = 1 and feature_at = ?", [latest_1])
+    con.execute("insert into main.merchant_risk select merchant_id, feature_at - interval 1 hour, "
+                "now()::timestamp, 1, 0.5, 'late' from main.merchant_risk where merchant_id = 2 "
+                "order by feature_at desc limit 1")
+    con.close()
+    results = {r.view: r for r in store.sync()}
+    assert results["merchant_risk"].mode == "incremental"
+    after = store.get_online_features(["merchant_risk:merchant_category"],
+                                      [{"merchant_id": 1}, {"merchant_id": 2}])
+    assert after.values[0] == ("corrected", before.values[2][1])
+
+
+def test_conditional_write_keeps_the_newer_row(redis_prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    codec = Codec(Schema((("x", "int64"),), ("int64",), True))
+    import pyarrow as pa
+
+    def blob(event: int, created: int, x: int) -> bytes:
+        batch = pa.RecordBatch.from_pydict({
+            "e": pa.array([event], pa.timestamp("us")), "c": pa.array([created], pa.timestamp("us")),
+            "x": [x]})
+        return codec.encode(batch, "e", "c")[0][0].as_py()
+
+    key = f"{redis_prefix}:v:1:7"
+    script = client.register_script(WRITE_IF_NEWER)
+    assert script(keys=[key], args=[blob(100, 5, 1), 0]) == [1, 1]
+    assert script(keys=[key], args=[blob(99, 9, 2), 0]) == [0, 0]    # older event: skipped
+    assert script(keys=[key], args=[blob(100, 4, 3), 0]) == [0, 0]   # same event, older created
+    assert script(keys=[key], args=[blob(100, 5, 4), 0]) == [0, 1]   # same times: a correction
+    assert script(keys=[key], args=[blob(101, 0, 5), 0]) == [0, 1]   # newer event
+    assert codec.decode(client.get(key))[2] == [5]
+
+
+def test_changed_definition_and_full_refresh_rebuild_atomically(duck_project: Path,
+                                                                redis_prefix: str) -> None:
+    store = FeatureStore(project_dir=str(duck_project))
+    first = store.sync("customer_spend")[0]
+    client = redis.Redis.from_url(REDIS_URL)
+    meta = Keys(redis_prefix).meta("customer_spend")
+    client.hset(meta, "signature", "from-an-older-definition")
+    second = store.sync("customer_spend")[0]
+    assert (second.mode, second.reason) == ("full", "definition changed since the last sync")
+    third = store.sync("customer_spend", full_refresh=True)[0]
+    assert third.generation == second.generation + 1 == first.generation + 2
+    # Only the live generation's keys remain.
+    pattern = Keys(redis_prefix).generation_pattern("customer_spend", first.generation)
+    assert not list(client.scan_iter(match=pattern, count=10_000))
+    assert len(list(client.scan_iter(match=f"{redis_prefix}:customer_spend:*", count=10_000))) == (
+        third.keys + 1  # + the meta hash
+    )
+
+
+def test_second_sync_of_a_view_fails_clearly_while_one_runs(duck_project: Path,
+                                                            redis_prefix: str) -> None:
+    store = FeatureStore(project_dir=str(duck_project))
+    client = redis.Redis.from_url(REDIS_URL)
+    with SyncLock(client, Keys(redis_prefix).lock("customer_spend"), "customer_spend"):
+        with pytest.raises(OnlineStoreError, match=r"another sync of feature view 'customer_spend' "
+                                                    rf"is running \(pid {os.getpid()}"):
+            store.sync("customer_spend")
+        status = store.online_status("customer_spend")[0]
+        assert status.running and str(os.getpid()) in status.running
+    assert store.sync("customer_spend")[0].mode == "full"
+
+
+def test_select_from_sql_and_json_output(duck_project: Path) -> None:
+    result = subprocess.run([DBT_FEATURES, "sync", "--select", "merchant_risk", "--from-sql",
+                             "--json"], cwd=duck_project, capture_output=True, text=True,
+                            env=dict(os.environ), timeout=120)
+    assert result.returncode == 0, result.stderr
+    views = json.loads(result.stdout)["views"]
+    assert [v["view"] for v in views] == ["merchant_risk"] and views[0]["entities"] == 40
+    store = FeatureStore(project_dir=str(duck_project))
+    from_sql = store.get_online_features(["merchant_risk:*"], [{"merchant_id": i} for i in range(1, 41)])
+    store.sync("merchant_risk", full_refresh=True)
+    from_table = store.get_online_features(["merchant_risk:*"], [{"merchant_id": i} for i in range(1, 41)])
+    assert from_sql.values == from_table.values
+    assert from_sql.event_timestamps == from_table.event_timestamps
+
+
+def test_selecting_no_online_view_is_a_usage_error(duck_project: Path) -> None:
+    store = FeatureStore(project_dir=str(duck_project))
+    with pytest.raises(UsageError, match="no online feature views to sync match --select 'labels'"):
+        store.sync("labels")
+
+
+@pytest.mark.postgres
+def test_sync_and_get_on_postgres(pg_project: Path, duck_project: Path) -> None:
+    store = FeatureStore(project_dir=str(pg_project), target="postgres")
+    results = {r.view: r for r in store.sync()}
+    assert results["customer_spend"].entities > 100 and results["merchant_risk"].entities == 40
+    assert store.sync()[0].mode == "incremental"
+    rows = [{"customer_id": i, "merchant_id": i} for i in range(1, 30)]
+    refs = ["customer_spend:*", "merchant_risk:*"]
+    got = store.get_online_features(refs, rows)
+    # The same deterministic data built on DuckDB gives the same values.
+    expected = _latest_in_duckdb(duck_project, "customer_spend", "customer_id", "feature_at", 30)
+    for i, row in zip(range(1, 30), got.rows()):
+        if i in expected:
+            assert row["customer_spend:avg_amount_30d"] == pytest.approx(expected[i]["avg_amount_30d"])
+            assert row["customer_spend:txn_count_7d"] == expected[i]["txn_count_7d"]
+    assert all(s.value == "present" for s in got.statuses[-1])

@@ -19,6 +19,15 @@ $(STAMP): pyproject.toml
 services:
 	@bash .ci/services
 
+# Feast's own client (for the feature server's compatibility test), in a venv of its own: feast
+# pins packages (pathspec) past what dbt-core accepts, so it must not enter .venv.
+FEAST_VENV := .venv-feast
+FEAST_STAMP := $(FEAST_VENV)/.installed
+$(FEAST_STAMP): tests/adapter/feast_requirements.txt
+	$(PYTHON) -m venv $(FEAST_VENV)
+	$(FEAST_VENV)/bin/pip install --quiet -r tests/adapter/feast_requirements.txt
+	touch $(FEAST_STAMP)
+
 demo: $(STAMP)
 	cd $(SAMPLE) && $(DBT) deps --profiles-dir . --quiet
 	cd $(SAMPLE) && $(DBT) run --profiles-dir . --quiet
@@ -28,13 +37,19 @@ demo: $(STAMP)
 	cd $(SAMPLE) && $(DBT_FEATURES) training-set --spine labels --spine-timestamp scored_at \
 		--features 'customer_spend:avg_amount_30d,customer_spend:txn_count_7d,merchant_risk:*' \
 		-o target/fraud_training_set.parquet
+	@echo "Online store: rebuild with data ending today (inside the views' ttl), sync, read back"
+	cd $(SAMPLE) && $(DBT) run --profiles-dir . --quiet --vars "{start_date: '$$($(abspath $(BIN)/python) \
+		-c 'import datetime as d; print(d.date.today() - d.timedelta(days=119))')'}"
+	cd $(SAMPLE) && $(DBT_FEATURES) sync
+	cd $(SAMPLE) && $(DBT_FEATURES) get customer_spend merchant_risk:merchant_fraud_rate_30d \
+		--entity customer_id=42,merchant_id=7
 	@echo "Registry written to $(SAMPLE)/target/feature_registry.json"
 
-test: $(STAMP) services
+test: $(STAMP) $(FEAST_STAMP) services
 	$(BIN)/pytest -q
 
 bench: $(STAMP) services
 	@for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(SAMPLE)/target $(SAMPLE)/logs $(SAMPLE)/dbt_packages
+	rm -rf $(VENV) $(FEAST_VENV) $(SAMPLE)/target $(SAMPLE)/logs $(SAMPLE)/dbt_packages

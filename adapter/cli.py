@@ -48,7 +48,7 @@ def _announce(store: Any, as_json: bool) -> None:
 @click.option("--full-refresh", is_flag=True, help="Rebuild the views' online snapshots (atomic).")
 @click.option("--from-sql", is_flag=True,
               help="Read from the models' compiled SQL instead of their relations.")
-@click.option("--batch-size", type=int, default=None, help="Rows per batch (default 100000).")
+@click.option("--batch-size", type=int, default=None, help="Rows per batch (default 32768).")
 @handle_errors
 def sync(project_dir, profiles_dir, target, vars_, as_json, select, full_refresh, from_sql,
          batch_size) -> None:
@@ -173,6 +173,8 @@ def format_status(where: str, states: list[Any]) -> str:
     return "\n".join(lines)
 
 
-commands += [sync, get, status]
+from .commands import serve, verify  # noqa: E402  (issue 5: HTTP server, skew check)
+
+commands += [sync, get, status, serve, verify]
 for _command in commands:  # when this module is imported first, register here
     main.add_command(_command)

@@ -2,13 +2,15 @@
 
 Keys (``P`` is the configured key prefix, ``V`` a feature view, ``G`` a generation number)::
 
+    P:V:gen         string: the current generation G (published atomically with the meta hash)
     P:V:meta        hash: current generation ``gen`` and its ``schema``, watermark, last sync,
                     key count, definition fingerprint, ``pending``/``retired`` generations
     P:V:lock        the sync lock (JSON of the holder), with an expiry
     P:V:G:ENTITY    one value per (view, entity): a compact blob, expiring at event time + ttl
 
 A full refresh writes generation G+1 beside G and switches ``gen`` in one step, so readers
-see one complete snapshot or the other. ``ENTITY`` is the join-key value (decimal for
+see one complete snapshot or the other: a read is one MGET of ``P:V:gen`` and the entity keys
+of the generation it last saw; if ``P:V:gen`` moved, it reads again with the new one. ``ENTITY`` is the join-key value (decimal for
 integers, the string itself for strings); composite keys join their parts with ``:`` after
 escaping ``\\`` and ``:``.
 
@@ -58,6 +60,10 @@ class Keys:
 
     def meta(self, view: str) -> str:
         return f"{self.prefix}:{view}:meta"
+
+    def current(self, view: str) -> str:
+        """A string key holding the current generation (read in the same MGET as values)."""
+        return f"{self.prefix}:{view}:gen"
 
     def lock(self, view: str) -> str:
         return f"{self.prefix}:{view}:lock"
@@ -127,6 +133,12 @@ class Codec:
             + [(f"f{i}", _FIXED[t][1]) for i, (_, t) in enumerate(self.fixed)]
         )
         assert self.record.itemsize == self.struct.size
+        self._unpack = self.struct.unpack_from
+        self._n = n
+        self._converters = [
+            (i, from_micros if t == "timestamp" else _from_days)
+            for i, (_, t) in enumerate(self.fixed) if t in ("timestamp", "date")
+        ]
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -173,19 +185,24 @@ class Codec:
 
     def decode(self, blob: bytes) -> tuple[int, int, list[Any]]:
         """``(event_us, created_us, values)`` with values in schema order."""
-        head = self.struct.unpack_from(blob)
-        n = len(self.names)
-        ets, cts, flags, fixed = head[0], head[1], head[2 : 2 + n], head[2 + n :]
-        values: list[Any] = []
-        for i, dtype in enumerate(self.dtypes[: len(self.fixed)]):
-            values.append(None if flags[i] else _python(fixed[i], dtype))
-        offset = self.struct.size
-        for i in range(len(self.fixed), n):
-            (length,) = _U32.unpack_from(blob, offset)
-            offset += 4
-            values.append(None if flags[i] else blob[offset : offset + length].decode())
-            offset += length
-        return ets, cts, values
+        head = self._unpack(blob)
+        n = self._n
+        values = list(head[2 + n :])
+        for i, convert in self._converters:
+            values[i] = convert(values[i])
+        if self.strings:
+            offset = self.struct.size
+            for _ in self.strings:
+                (length,) = _U32.unpack_from(blob, offset)
+                offset += 4
+                values.append(blob[offset : offset + length].decode())
+                offset += length
+        flags = head[2 : 2 + n]
+        if 1 in flags:
+            for i, flag in enumerate(flags):
+                if flag:
+                    values[i] = None
+        return head[0], head[1], values
 
 
 _U32 = struct.Struct(">I")
@@ -219,12 +236,8 @@ def micros(column: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(column.view(pa.int64()), 0).to_numpy(zero_copy_only=False))
 
 
-def _python(value: Any, dtype: str) -> Any:
-    if dtype == "timestamp":
-        return from_micros(value)
-    if dtype == "date":
-        return EPOCH_DATE + timedelta(days=value)
-    return value
+def _from_days(days: int) -> date:
+    return EPOCH_DATE + timedelta(days=days)
 
 
 def from_micros(us: int) -> datetime:

@@ -1,9 +1,11 @@
 """Online reads: typed feature values for entities, one Redis round trip per request.
 
 ``OnlineStore`` is opened once (registry loaded, Redis connected, plans cached); each
-``get_online_features`` call checks the entity values against the registry's key types, runs
-the read script (which resolves each view's current generation and MGETs its keys in one
-step) and decodes the blobs. Every value comes back with a status (present, not found,
+``get_online_features`` call checks the entity values against the registry's key types, sends
+one MGET of each view's current-generation key plus its entity keys under the generation last
+seen (MGET is atomic: if every generation is still current, the values form one snapshot per
+view; after a full refresh was published, it reads again with the new generation) and decodes
+the blobs. Every value comes back with a status (present, not found,
 expired: outside the view's ttl as of now) and its event timestamp, in an ``OnlineResponse``
 that converts to a dict (Feast's shape) or to Arrow.
 """
@@ -12,11 +14,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
-from enum import Enum
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-import pyarrow as pa
 import redis
 
 from dbt_features.errors import OnlineStoreError, UsageError
@@ -24,85 +23,17 @@ from dbt_features.registry import FeatureRef, FeatureView, Registry
 
 from .config import EmbeddedServer, OnlineConfig, connect, resolve_config
 from .layout import Codec, Keys, Schema, entity_suffix, from_micros
-from .scripts import READ
+from .response import OnlineResponse, Status
 from .sync import check_servable
+
+__all__ = ["OnlineStore", "OnlineResponse", "Status", "ViewStatus"]
 
 if TYPE_CHECKING:
     from dbt_features.store import FeatureStore
 
 
-class Status(str, Enum):
-    PRESENT = "present"
-    NOT_FOUND = "not_found"
-    EXPIRED = "expired"
-    """Stored, but older than the view's ttl as of now: its value is not served."""
-
-    @property
-    def feast(self) -> str:
-        """Feast's name of the status (``PRESENT``, ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``)."""
-        return {"present": "PRESENT", "not_found": "NOT_FOUND", "expired": "OUTSIDE_MAX_AGE"}[self.value]
-
-
-_ARROW = {
-    "int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"), "date": pa.date32(),
-}
-
-
-@dataclass(frozen=True)
-class OnlineResponse:
-    """Values, statuses and event timestamps: one column per requested feature, one entry per
-    entity row, in the order requested."""
-
-    features: tuple[str, ...]
-    dtypes: tuple[str, ...]
-    entity_rows: tuple[Mapping[str, Any], ...]
-    values: tuple[tuple[Any, ...], ...]
-    statuses: tuple[tuple[Status, ...], ...]
-    event_timestamps: tuple[tuple[datetime | None, ...], ...]
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per entity row: its keys, then each feature's value."""
-        return [
-            dict(entity) | {f: self.values[j][i] for j, f in enumerate(self.features)}
-            for i, entity in enumerate(self.entity_rows)
-        ]
-
-    def to_dict(self, *, feast: bool = False) -> dict[str, Any]:
-        """Feast's response shape: ``metadata.feature_names`` and per feature ``values``,
-        ``statuses`` and ISO ``event_timestamps``."""
-        def iso(ts: datetime | None) -> str | None:
-            return ts.isoformat() if ts is not None else None
-
-        return {
-            "metadata": {"feature_names": list(self.features)},
-            "results": [
-                {
-                    "values": [_jsonable(v) for v in self.values[j]],
-                    "statuses": [s.feast if feast else s.value for s in self.statuses[j]],
-                    "event_timestamps": [iso(t) for t in self.event_timestamps[j]],
-                }
-                for j in range(len(self.features))
-            ],
-        }
-
-    def to_arrow(self) -> pa.Table:
-        """Entity keys, then per feature its typed value, ``<feature>__status`` and
-        ``<feature>__event_timestamp`` columns."""
-        columns: dict[str, pa.Array] = {}
-        for name in dict.fromkeys(k for row in self.entity_rows for k in row):
-            columns[name] = pa.array([row.get(name) for row in self.entity_rows])
-        for j, ref in enumerate(self.features):
-            columns[ref] = pa.array(list(self.values[j]), type=_ARROW[self.dtypes[j]])
-            columns[f"{ref}__status"] = pa.array([s.value for s in self.statuses[j]])
-            columns[f"{ref}__event_timestamp"] = pa.array(
-                list(self.event_timestamps[j]), type=pa.timestamp("us", tz="UTC")
-            )
-        return pa.table(columns)
-
-
-def _jsonable(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
+KeySpec = tuple[tuple[str, str], ...]
+"""A view's join keys as (name, logical type): views with the same spec share key suffixes."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +42,7 @@ class _ViewPlan:
     features: tuple[str, ...]
     columns: tuple[int, ...]
     """Where each of ``features`` goes in the response."""
+    key_spec: KeySpec
 
 
 @dataclass(frozen=True)
@@ -118,6 +50,7 @@ class _Plan:
     refs: tuple[str, ...]
     dtypes: tuple[str, ...]
     views: tuple[_ViewPlan, ...]
+    key_groups: dict[KeySpec, tuple[FeatureView, ...]]
 
 
 @dataclass(frozen=True)
@@ -156,6 +89,8 @@ class OnlineStore:
     server: EmbeddedServer | None = None
     _plans: dict[tuple[str, ...], _Plan] = field(default_factory=dict)
     _codecs: dict[tuple[str, str], tuple[Codec, dict[str, int]]] = field(default_factory=dict)
+    _current: dict[str, str] = field(default_factory=dict)
+    """The generation whose schema is cached, per view."""
 
     @classmethod
     def open(cls, store: "FeatureStore") -> "OnlineStore":
@@ -164,9 +99,10 @@ class OnlineStore:
         client, server = connect(config)
         return cls(registry, config, client, server)
 
-    @property
-    def keys(self) -> Keys:
-        return Keys(self.config.key_prefix)
+    def __post_init__(self) -> None:
+        self.keys = Keys(self.config.key_prefix)
+        self._gen_keys: dict[str, str] = {}
+        self._bases: dict[str, str] = {}
 
     @property
     def where(self) -> str:
@@ -198,51 +134,85 @@ class OnlineStore:
             features = [features]
         plan = self._plan(tuple(features))
         rows = tuple(entity_rows)
-        keys: list[str] = []
-        args: list[Any] = []
-        for vp in plan.views:
-            keys.append(self.keys.meta(vp.view.name))
-            suffixes = [_suffix(vp.view, row, i) for i, row in enumerate(rows)]
-            cached = next((g for (v, g) in self._codecs if v == vp.view.name), "")
-            args += [self.keys.view_base(vp.view.name), cached, len(suffixes), *suffixes]
-        try:
-            replies = self.client.eval(READ, len(keys), *keys, *args)
-        except (redis.RedisError, OSError) as exc:
-            raise OnlineStoreError(f"reading from Redis at {self.where} failed: {exc}") from exc
+        suffixes = {spec: _suffixes(spec, views, rows) for spec, views in plan.key_groups.items()}
+        names = [vp.view.name for vp in plan.views]
+        for _attempt in range(5):
+            stale = [n for n in names if n not in self._current]
+            if stale:
+                self._refresh(stale)
+            keys = [self._gen_keys[n] for n in names]
+            for vp in plan.views:
+                base = self._bases[vp.view.name]
+                keys += [base + s for s in suffixes[vp.key_spec]]
+            try:
+                replies = self.client.mget(keys)
+            except (redis.RedisError, OSError) as exc:
+                raise OnlineStoreError(f"reading from Redis at {self.where} failed: {exc}") from exc
+            moved = [n for n, got in zip(names, replies) if got is None or got.decode() != self._current[n]]
+            if not moved:
+                break
+            for name in moved:  # a full refresh was published (or the view was dropped)
+                del self._current[name]
+        else:
+            raise OnlineStoreError(
+                f"the online store at {self.where} switched generations during 5 reads in a "
+                "row (full refreshes in a loop?); retry."
+            )
+        return self._response(plan, rows, replies[len(names):])
+
+    def _response(self, plan: "_Plan", rows: tuple[Mapping[str, Any], ...],
+                  blobs: list[bytes | None]) -> OnlineResponse:
         now_us = int(time.time() * 1_000_000)
         n = len(rows)
-        values: list[list[Any]] = [[None] * n for _ in plan.refs]
-        statuses: list[list[Status]] = [[Status.NOT_FOUND] * n for _ in plan.refs]
-        stamps: list[list[datetime | None]] = [[None] * n for _ in plan.refs]
-        for vp, reply in zip(plan.views, replies):
-            if not reply:
-                raise OnlineStoreError(
-                    f"feature view {vp.view.name!r} has never been synced to the online store "
-                    f"({self.where}): run `dbt-features sync --select {vp.view.name}`."
-                )
-            gen, schema_text, blobs = reply[0].decode(), reply[1], reply[2]
-            codec, positions = self._codec(vp.view.name, gen, schema_text)
+        width = len(plan.refs)
+        values: list[tuple[Any, ...]] = [()] * width
+        statuses: list[tuple[Status, ...]] = [()] * width
+        events: list[tuple[int | None, ...]] = [()] * width
+        for v, vp in enumerate(plan.views):
+            codec, positions = self._codecs[(vp.view.name, self._current[vp.view.name])]
             ttl_us = (vp.view.ttl_seconds or 0) * 1_000_000
-            for i, blob in enumerate(blobs):
+            decode = codec.decode
+            decoded: list[list[Any] | None] = [None] * n
+            stamps: list[int | None] = [None] * n
+            status = [Status.NOT_FOUND] * n
+            for i, blob in enumerate(blobs[v * n : (v + 1) * n]):
                 if blob is None:
                     continue
-                ets, _cts, decoded = codec.decode(blob)
-                expired = bool(ttl_us) and now_us >= ets + ttl_us
-                stamp = from_micros(ets)
-                for name, column in zip(vp.features, vp.columns):
-                    stamps[column][i] = stamp
-                    pos = positions.get(name)
-                    if pos is None:
-                        continue  # synced before this feature existed: not found
-                    if expired:
-                        statuses[column][i] = Status.EXPIRED
-                    else:
-                        statuses[column][i] = Status.PRESENT
-                        values[column][i] = decoded[pos]
-        return OnlineResponse(
-            plan.refs, plan.dtypes, rows,
-            tuple(map(tuple, values)), tuple(map(tuple, statuses)), tuple(map(tuple, stamps)),
-        )
+                ets, _cts, vals = decode(blob)
+                stamps[i] = ets
+                if ttl_us and now_us >= ets + ttl_us:
+                    status[i] = Status.EXPIRED  # stored, but outside the ttl: not served
+                else:
+                    status[i] = Status.PRESENT
+                    decoded[i] = vals
+            view_status, view_events = tuple(status), tuple(stamps)
+            for name, column in zip(vp.features, vp.columns):
+                pos = positions.get(name)
+                events[column] = view_events
+                if pos is None:  # synced before this feature existed: not found
+                    values[column], statuses[column] = (None,) * n, (Status.NOT_FOUND,) * n
+                else:
+                    values[column] = tuple([d[pos] if d is not None else None for d in decoded])
+                    statuses[column] = view_status
+        return OnlineResponse(plan.refs, plan.dtypes, rows, tuple(values), tuple(statuses),
+                              tuple(events))
+
+    def _refresh(self, views: list[str]) -> None:
+        """Learn the current generation and schema of ``views`` (one round trip)."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for name in views:
+                pipe.hmget(self.keys.meta(name), "gen", "schema")
+            replies = pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            raise OnlineStoreError(f"reading from Redis at {self.where} failed: {exc}") from exc
+        for name, (gen, schema) in zip(views, replies):
+            if gen is None or schema is None:
+                raise OnlineStoreError(
+                    f"feature view {name!r} has never been synced to the online store "
+                    f"({self.where}): run `dbt-features sync --select {name}`."
+                )
+            self._codec(name, gen.decode(), schema)
 
     def _plan(self, features: tuple[str, ...]) -> _Plan:
         plan = self._plans.get(features)
@@ -257,28 +227,32 @@ class OnlineStore:
             check_servable(view)
             views[view.name] = view
             by_view.setdefault(view.name, []).append((feature.name, column))
+        view_plans = tuple(
+            _ViewPlan(views[name], tuple(f for f, _ in items), tuple(c for _, c in items),
+                      tuple((k.name, k.dtype) for k in views[name].entity.join_keys))
+            for name, items in by_view.items()
+        )
+        groups: dict[KeySpec, tuple[FeatureView, ...]] = {}
+        for vp in view_plans:
+            groups[vp.key_spec] = groups.get(vp.key_spec, ()) + (vp.view,)
         plan = _Plan(
             refs=tuple(f"{v.name}:{f.name}" for v, f in resolved),
             dtypes=tuple(f.dtype for _, f in resolved),
-            views=tuple(
-                _ViewPlan(views[name], tuple(f for f, _ in items), tuple(c for _, c in items))
-                for name, items in by_view.items()
-            ),
+            views=view_plans,
+            key_groups=groups,
         )
         self._plans[features] = plan
         return plan
 
-    def _codec(self, view: str, gen: str, schema_text: bytes | None) -> tuple[Codec, dict[str, int]]:
-        found = self._codecs.get((view, gen))
-        if found is not None and not schema_text:
-            return found
-        if not schema_text:
-            raise OnlineStoreError(f"the online store has no schema for view {view!r} (generation {gen}): run `dbt-features sync --select {view} --full-refresh`.")
+    def _codec(self, view: str, gen: str, schema_text: bytes) -> tuple[Codec, dict[str, int]]:
         codec = Codec(Schema.parse(schema_text))
         for key in [k for k in self._codecs if k[0] == view]:
             del self._codecs[key]
         found = (codec, {name: i for i, name in enumerate(codec.names)})
         self._codecs[(view, gen)] = found
+        self._current[view] = gen
+        self._gen_keys[view] = self.keys.current(view)
+        self._bases[view] = f"{self.keys.view_base(view)}{gen}:"
         return found
 
     # -- status ----------------------------------------------------------------------------
@@ -321,27 +295,46 @@ def _iso_us(value: str | None) -> str | None:
     return from_micros(int(value)).isoformat() if value else None
 
 
-def _suffix(view: FeatureView, row: Mapping[str, Any], index: int) -> str:
-    """The key suffix of one entity row for one view, after checking its key types."""
-    values = []
-    for key in view.entity.join_keys:
-        if key.name not in row:
-            raise UsageError(
-                f"entity_rows[{index}] has no {key.name!r}, the join key of feature view "
-                f"{view.name!r} (entity {view.entity.name}); it has: {', '.join(row) or 'nothing'}."
-            )
-        value = row[key.name]
-        if key.dtype == "int64":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-            if not ok and hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu":
-                value, ok = int(value), True
-        else:
-            ok = isinstance(value, str)
-        if not ok:
-            expected = "an integer" if key.dtype == "int64" else "a string"
-            raise UsageError(
-                f"entity_rows[{index}][{key.name!r}] is {value!r} ({type(value).__name__}); "
-                f"{key.name} of entity {view.entity.name} is {key.dtype}: pass {expected}."
-            )
-        values.append(value)
-    return entity_suffix(values)
+def _suffixes(spec: KeySpec, views: tuple[FeatureView, ...],
+              rows: tuple[Mapping[str, Any], ...]) -> list[str]:
+    """The key suffix of every entity row for views joined on ``spec``, checking key types."""
+    if len(spec) == 1:
+        name, dtype = spec[0]
+        want = int if dtype == "int64" else str
+        out = []
+        for i, row in enumerate(rows):
+            value = row.get(name, _MISSING)
+            if type(value) is want:
+                out.append(str(value))
+            else:
+                out.append(entity_suffix([_checked(views[0], name, dtype, row, i)]))
+        return out
+    return [
+        entity_suffix([_checked(views[0], name, dtype, row, i) for name, dtype in spec])
+        for i, row in enumerate(rows)
+    ]
+
+
+_MISSING = object()
+
+
+def _checked(view: FeatureView, name: str, dtype: str, row: Mapping[str, Any], index: int) -> Any:
+    if name not in row:
+        raise UsageError(
+            f"entity_rows[{index}] has no {name!r}, the join key of feature view "
+            f"{view.name!r} (entity {view.entity.name}); it has: {', '.join(row) or 'nothing'}."
+        )
+    value = row[name]
+    if dtype == "int64":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok and hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in ("i", "u"):
+            value, ok = int(value), True
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        expected = "an integer" if dtype == "int64" else "a string"
+        raise UsageError(
+            f"entity_rows[{index}][{name!r}] is {value!r} ({type(value).__name__}); "
+            f"{name} of entity {view.entity.name} is {dtype}: pass {expected}."
+        )
+    return value

@@ -31,10 +31,12 @@ def latest_query(
     since_event: datetime | None = None,
     since_created: datetime | None = None,
     from_sql: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> str:
     """SQL selecting, per entity, its latest row with ``event time <= now`` and (with a ttl)
     ``event time > now - ttl``; for an incremental sync only rows with event (or created)
-    time at or after the watermark (``since_*``) are considered."""
+    time at or after the watermark (``since_*``) are considered. ``shard=(k, n)`` keeps the
+    entities whose key hash is k modulo n (DuckDB only: see ``SHARDED_DIALECTS``)."""
     assert view.timestamp is not None
     keys = [_col(k.name) for k in view.entity.join_keys]
     ts = view.timestamp
@@ -64,6 +66,8 @@ def latest_query(
         conditions.append(
             exp.GTE(this=_col(created.name), expression=_moment(since_created, created, dialect))
         )
+    if shard is not None:
+        conditions.append(_shard_condition(keys, dialect, *shard))
     inner = (
         exp.select(*(_col(n) for n in wanted), exp.alias_(rank, RANK, quoted=True))
         .from_(_source(view, dialect, from_sql))
@@ -75,6 +79,23 @@ def latest_query(
         .where(exp.EQ(this=_col(RANK), expression=exp.Literal.number(1)))
     )
     return outer.sql(dialect=dialect)
+
+
+SHARDED_DIALECTS = {"duckdb": "HASH"}
+"""In-process engines, whose query memory is ours: a big view is synced in several passes, each
+over the entities of one hash shard, so memory does not grow with the table. Value: the
+engine's hash function of any number of columns (non-negative)."""
+
+
+def _shard_condition(keys: list[exp.Column], dialect: str, k: int, n: int) -> exp.Expression:
+    hashed = exp.Anonymous(this=SHARDED_DIALECTS[dialect], expressions=list(keys))
+    return exp.EQ(this=exp.Mod(this=hashed, expression=exp.Literal.number(n)),
+                  expression=exp.Literal.number(k))
+
+
+def count_query(view: FeatureView, dialect: str) -> str:
+    """Rows in the view's relation (to choose the number of shards)."""
+    return exp.select(exp.Count(this=exp.Star())).from_(_source(view, dialect, False)).sql(dialect=dialect)
 
 
 def _col(name: str) -> exp.Column:

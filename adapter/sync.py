@@ -19,7 +19,7 @@ import hashlib
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -30,9 +30,9 @@ from dbt_features.errors import DefinitionError, OnlineStoreError
 from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
-from .layout import Codec, Schema, entity_suffixes, from_micros, full_keys, micros
+from .layout import Codec, Keys, Schema, entity_suffixes, from_micros, full_keys, micros
 from .lock import SyncLock
-from .query import latest_query
+from .query import SHARDED_DIALECTS, count_query, latest_query
 from .scripts import COMMIT, WRITE_IF_NEWER
 from .writer import PipelinedWriter, evalsha_commands, set_commands
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from .online import OnlineStore
 
-DEFAULT_BATCH_SIZE = 100_000
+DEFAULT_BATCH_SIZE = 32_768
 CONDITIONAL_CHUNK = 500
 Progress = Callable[[str, int], None]
 
@@ -182,16 +182,21 @@ def sync_view(
             wm_created = _int(meta.get("watermark_created_us")) if mode == "incremental" else None
             since_created = from_micros(wm_created) if wm_created and view.created_timestamp else None
             since_event = from_micros(wm_event) if wm_event and since_created is None else None
-            sql = latest_query(
-                view, warehouse.dialect, now, since_event=since_event,
-                since_created=since_created, from_sql=from_sql,
-            )
+            shards = _shards(view, warehouse, from_sql)
+            sqls = [
+                latest_query(
+                    view, warehouse.dialect, now, since_event=since_event,
+                    since_created=since_created, from_sql=from_sql,
+                    shard=(k, shards) if shards > 1 else None,
+                )
+                for k in range(shards)
+            ]
             if mode == "full":
                 gen = int(client.hincrby(meta_key, "gen_seq", 1))
                 client.hset(meta_key, mapping={"pending": gen, "pending_started": now.isoformat()})
             else:
                 gen = int(current)  # type: ignore[arg-type]
-            stats = _stream(online, view, warehouse, sql, schema, gen, mode, batch_size, lock, progress)
+            stats = _stream(online, view, warehouse, sqls, schema, gen, mode, batch_size, lock, progress)
             n_keys = stats.rows if mode == "full" else _int(meta.get("keys")) or 0
             n_keys += stats.created if mode == "incremental" else 0
             wm = max(filter(None, [stats.max_event, wm_event]), default=None)
@@ -218,7 +223,8 @@ def sync_view(
                     drop += ["watermark_us"]
                 if not wmc:
                     drop += ["watermark_created_us"]
-            _commit(client, meta_key, keys.lock(view.name), lock.token, fields, drop)
+            publish = str(gen) if mode == "full" else ""
+            _commit(client, keys, view.name, lock.token, publish, fields, drop)
             if mode == "full" and current is not None:
                 drop_generation(online, view.name, current)
                 client.hdel(meta_key, "retired")
@@ -241,7 +247,7 @@ class _Stats:
 
 
 def _stream(
-    online: "OnlineStore", view: FeatureView, warehouse: Warehouse, sql: str, schema: Schema,
+    online: "OnlineStore", view: FeatureView, warehouse: Warehouse, sqls: list[str], schema: Schema,
     gen: int, mode: str, batch_size: int, lock: SyncLock, progress: Progress | None,
 ) -> _Stats:
     assert view.timestamp is not None
@@ -256,7 +262,7 @@ def _stream(
     writer = PipelinedWriter(online.client, online.where)
     broken = True
     try:
-        for batch in warehouse.batches(sql, batch_size):
+        for batch in _batches(warehouse, sqls, batch_size):
             if lock.lost:
                 raise OnlineStoreError(
                     f"sync of {view.name!r} lost its lock (Redis unreachable for "
@@ -290,6 +296,37 @@ def _stream(
     return stats
 
 
+SHARD_ROWS = 1_000_000
+"""In-process warehouses (DuckDB) read at most about this many rows per pass."""
+IN_PROCESS_SETTINGS = {"duckdb": (("SET memory_limit = '64MB'", "RESET memory_limit"),)}
+"""Session settings (and how to undo them) while syncing from an in-process engine: its
+working memory is ours (DuckDB spills to disk beyond the limit)."""
+
+
+def _shards(view: FeatureView, warehouse: Warehouse, from_sql: bool) -> int:
+    """How many hash shards to read a view in: 1 unless the engine runs in this process and
+    the relation is big (then the peak memory stays that of ~SHARD_ROWS rows)."""
+    if warehouse.dialect not in SHARDED_DIALECTS or from_sql or view.materialized == "ephemeral":
+        return 1
+    rows = warehouse.arrow(count_query(view, warehouse.dialect)).column(0)[0].as_py() or 0
+    return max(1, -(-int(rows) // SHARD_ROWS))
+
+
+def _batches(warehouse: Warehouse, sqls: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+    settings = IN_PROCESS_SETTINGS.get(warehouse.dialect, ())
+    con = getattr(warehouse, "con", None)
+    if con is None:
+        settings = ()
+    for statement, _ in settings:
+        con.execute(statement)  # type: ignore[union-attr]
+    try:
+        for sql in sqls:
+            yield from warehouse.batches(sql, batch_size)
+    finally:
+        for _, undo in settings:
+            con.execute(undo)  # type: ignore[union-attr]
+
+
 def _created_us(column: pa.Array) -> np.ndarray:
     valid = column.filter(pc.is_valid(column)) if column.null_count else column
     return micros(valid)
@@ -303,15 +340,17 @@ def _max(current: int | None, values: np.ndarray) -> int | None:
 
 
 def _commit(
-    client: redis.Redis, meta_key: str, lock_key: str, token: str,
+    client: redis.Redis, keys: Keys, view: str, token: str, publish: str,
     fields: dict[str, Any], drop: list[str],
 ) -> None:
-    """Publish the sync's results, only if this sync still holds the lock."""
+    """Publish the sync's results (and generation ``publish``, if any) in one step, only if
+    this sync still holds the lock."""
     flat: list[Any] = []
     for name, value in fields.items():
         flat += [name, value]
     try:
-        client.eval(COMMIT, 2, meta_key, lock_key, token, len(fields), *flat, *drop)
+        client.eval(COMMIT, 3, keys.meta(view), keys.lock(view), keys.current(view), token,
+                    publish, len(fields), *flat, *drop)
     except redis.ResponseError as exc:
         if "LOCKLOST" in str(exc):
             raise OnlineStoreError(

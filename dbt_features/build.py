@@ -11,7 +11,7 @@ from typing import Any
 
 from .definition import FeatureSpec, META_PATH, closest, parse_spec, where
 from .errors import DefinitionError
-from .fingerprint import Fingerprinter
+from .fingerprint import FINGERPRINT_VERSION, Fingerprinter
 from .manifest import Manifest, feature_meta
 from .registry import (
     Column,
@@ -82,6 +82,7 @@ def build_registry(
         generated_at=now_iso(),
         views=tuple(replace(v, consumers=tuple(consumers.get(v.name, ()))) for v in views),
         services=tuple(services),
+        fingerprint_version=FINGERPRINT_VERSION,
     )
 
 

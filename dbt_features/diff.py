@@ -23,6 +23,7 @@ from .state import Side
 DIFF_VERSION = 1
 _ADDED = ("view_added", "feature_added")
 _REMOVED = ("view_removed", "feature_removed")
+_SHOWN_SQL_LINES = 40
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,13 @@ class RegistryDiff:
             if hit.intersection(s.views)
         ]
 
+    @property
+    def not_compared(self) -> tuple[str, ...]:
+        """Views on both sides whose definitions could not be compared (no compiled SQL)."""
+        names = {v.name for v in self.state.registry.views}
+        names &= {v.name for v in self.current.registry.views}
+        return tuple(sorted(names & (self.state.uncompiled | self.current.uncompiled)))
+
     def counts(self) -> dict[str, int]:
         status = [v.status for v in self.views]
         return {
@@ -124,12 +132,19 @@ class RegistryDiff:
         if n["blocking"]:
             names = ", ".join(v.name for v in self.views if v.blocking)
             s = "s" if n["blocking"] > 1 else ""
-            return f"BREAKING: {n['blocking']} change{s} not acknowledged by a version raise in {names} (views: {shape})."
+            return (
+                f"BREAKING: {n['blocking']} change{s} not acknowledged by a version raise in "
+                f"{names} (views: {shape})."
+            )
         if n["breaking"]:
             return f"OK: every breaking change is acknowledged by a raised version (views: {shape})."
+        if self.not_compared:
+            unsure = f" (definitions of {', '.join(self.not_compared)} not compared: see the notes)"
+        else:
+            unsure = ""
         if not self.views:
-            return f"No differences: {n['views_unchanged']} feature views compared."
-        return f"OK: no breaking changes (views: {shape})."
+            return f"No differences: {n['views_unchanged']} feature views compared{unsure}."
+        return f"OK: no breaking changes (views: {shape}){unsure}."
 
     def to_dict(self) -> dict[str, Any]:
         """The documented ``--json`` structure (``diff_version`` 1)."""
@@ -160,6 +175,7 @@ class RegistryDiff:
                 for v in self.views
             ],
             "unchanged_views": list(self.unchanged),
+            "definitions_not_compared": list(self.not_compared),
             "affected_services": [
                 {"name": s.name, "label": s.label, "owner": s.owner, "file": s.file,
                  "views": list(s.views)}
@@ -178,11 +194,13 @@ class RegistryDiff:
             lines += ["", f"{v.name}  [{v.status}{consumers}]"]
             for c in v.changes:
                 mark = "+" if c.kind in _ADDED else "-" if c.kind in _REMOVED else "~"
-                tag = ""
-                if c.breaking:
-                    tag = "  (breaking, acknowledged by the version)" if v.version_raised else "  BREAKING"
+                tag = "" if not c.breaking else "  BREAKING" if v.blocking else (
+                    "  (breaking, acknowledged by the version)"
+                )
                 lines.append(f"  {mark} {c.message}{tag}")
-                lines += [f"      {line}" for line in c.sql_diff]
+                lines += [f"      {line}" for line in c.sql_diff[:_SHOWN_SQL_LINES]]
+                if len(c.sql_diff) > _SHOWN_SQL_LINES:
+                    lines.append(f"      ... {len(c.sql_diff) - _SHOWN_SQL_LINES} more lines (--json)")
                 if c.upstream_changed:
                     lines.append(f"      upstream SQL changed: {', '.join(c.upstream_changed)}")
             if v.blocking and v.status == "changed":
@@ -242,7 +260,7 @@ def compare(state: Side, current: Side, notes: list[str] | None = None) -> Regis
     unchanged: list[str] = []
     for name in sorted(before.keys() | after.keys()):
         old, new = before.get(name), after.get(name)
-        consumers = tuple(dict.fromkeys((*(new.consumers if new else ()), *(old.consumers if old else ()))))
+        consumers = tuple(dict.fromkeys(c for v in (new, old) if v for c in v.consumers))
         if old is None or new is None:
             diffs.append(_added_or_removed(old, new, consumers))
             continue
@@ -336,6 +354,8 @@ def _explain(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Why a feature's fingerprint changed: the diff of its own pruned, normalised SQL (relation
     names as dbt identities), and the upstream models whose own SQL changed."""
+    if state.fingerprints is None or current.fingerprints is None:
+        return (), ()
     before = state.fingerprints.feature_sql(old.unique_id, _keep(old), old_name)
     after = current.fingerprints.feature_sql(new.unique_id, _keep(new), new_name)
     lines = difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=1)
@@ -367,7 +387,7 @@ def _keep(view: FeatureView) -> list[str]:
 def _same_entity(a: FeatureView, b: FeatureView) -> bool:
     if a.entity.name != b.entity.name or len(a.entity.join_keys) != len(b.entity.join_keys):
         return False
-    return all(_same_column(x, y) for x, y in zip(a.entity.join_keys, b.entity.join_keys))
+    return all(_same_column(x, y) for x, y in zip(a.entity.join_keys, b.entity.join_keys, strict=True))
 
 
 def _same_column(a: Column | None, b: Column | None) -> bool:

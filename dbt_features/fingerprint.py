@@ -42,6 +42,9 @@ class Fingerprinter:
         self.manifest = manifest
         self.dialect = dialect
         self._models: dict[str, str] = {}
+        # Each model is parsed and qualified once; callers copy a tree before changing it.
+        self._trees: dict[str, exp.Expression | None] = {}
+        self._qualified: dict[str, exp.Expression | None] = {}
         self._relations = self._relation_identities(manifest)
 
     @staticmethod
@@ -72,7 +75,9 @@ class Fingerprinter:
                 alias = table.alias or table.name
                 table.replace(exp.table_(exp.to_identifier(uid, quoted=True), alias=alias))
         # Identifier case does not count (where the dialect says it does not), nor keyword case.
-        return _normalise_keywords(normalize_identifiers(tree, dialect=self.dialect))
+        normalize_identifiers(tree, dialect=self.dialect)  # in place
+        _normalise_keywords(tree)
+        return tree
 
     def _upstream(self, node: dict[str, Any]) -> list[str]:
         parts = []
@@ -92,14 +97,37 @@ class Fingerprinter:
     def _text(self, node: dict[str, Any]) -> str:
         return node.get("compiled_code") or node.get("raw_code") or ""
 
+    def _tree(self, unique_id: str) -> exp.Expression | None:
+        """The model's parsed SQL (see ``_parse``), or None where sqlglot cannot parse it."""
+        if unique_id not in self._trees:
+            try:
+                tree = self._parse(self._text(self.manifest.node(unique_id) or {}))
+            except SqlglotError:
+                tree = None
+            self._trees[unique_id] = tree
+        return self._trees[unique_id]
+
+    def _qualified_tree(self, unique_id: str) -> exp.Expression | None:
+        if unique_id not in self._qualified:
+            tree = self._tree(unique_id)
+            try:
+                self._qualified[unique_id] = None if tree is None else qualify(
+                    tree.copy(), dialect=self.dialect, validate_qualify_columns=False
+                )
+            except SqlglotError:
+                self._qualified[unique_id] = None
+        return self._qualified[unique_id]
+
     def sql(self, unique_id: str, *, pretty: bool = False) -> str:
         """A model's SQL as it is fingerprinted: relation names replaced by dbt identities,
         identifiers normalised, comments dropped (collapsed text where sqlglot cannot parse)."""
-        text = self._text(self.manifest.node(unique_id) or {})
+        tree = self._tree(unique_id)
         try:
-            return self._parse(text).sql(dialect=self.dialect, comments=False, pretty=pretty)
+            if tree is not None:
+                return tree.sql(dialect=self.dialect, comments=False, pretty=pretty)
         except SqlglotError:
-            return " ".join(text.split())
+            pass
+        return " ".join(self._text(self.manifest.node(unique_id) or {}).split())
 
     def upstream(self, unique_id: str) -> dict[str, str]:
         """What a model reads: each parent's unique_id and its fingerprint (a seed's checksum,
@@ -127,7 +155,7 @@ class Fingerprinter:
         keep = [k.lower() for k in keep]
         out: dict[str, str] = {}
         for feature in features:
-            pruned = self._pruned(self._text(node), keep + [feature.lower()])
+            pruned = self._pruned(unique_id, keep + [feature.lower()])
             out[feature] = whole if pruned is None else _digest(pruned, *upstream)
         return out
 
@@ -136,21 +164,27 @@ class Fingerprinter:
     ) -> str:
         """The query a feature's fingerprint is computed from, for people to compare: the model
         pruned to the feature (and ``keep``), or the whole model where it cannot be pruned."""
-        text = self._text(self.manifest.node(unique_id) or {})
-        pruned = self._pruned(text, [k.lower() for k in keep] + [feature.lower()], pretty=pretty)
+        columns = [k.lower() for k in keep] + [feature.lower()]
+        pruned = self._pruned(unique_id, columns, pretty=pretty)
         return self.sql(unique_id, pretty=pretty) if pruned is None else pruned
 
-    def _pruned(self, sql: str, columns: list[str], *, pretty: bool = False) -> str | None:
+    def _pruned(self, unique_id: str, columns: list[str], *, pretty: bool = False) -> str | None:
+        qualified = self._qualified_tree(unique_id)
+        if not isinstance(qualified, exp.Select):
+            return None
+        every = list(qualified.expressions)
+        if any(isinstance(p, exp.Star) or isinstance(p.this, exp.Star) for p in every):
+            return None
+        projections = [p for p in every if p.alias_or_name.lower() in columns]
+        if len(projections) != len(columns):
+            return None
+        # Copy the cached tree with only these projections (copying is the costly part).
+        qualified.set("expressions", projections)
         try:
-            tree = qualify(self._parse(sql), dialect=self.dialect, validate_qualify_columns=False)
-            if not isinstance(tree, exp.Select) or any(
-                isinstance(p, exp.Star) or isinstance(p.this, exp.Star) for p in tree.expressions
-            ):
-                return None
-            projections = [p for p in tree.expressions if p.alias_or_name.lower() in columns]
-            if len(projections) != len(columns):
-                return None
-            tree.set("expressions", projections)
+            tree = qualified.copy()
+        finally:
+            qualified.set("expressions", every)
+        try:
             tree = pushdown_projections(tree)
             _drop_unused_windows(tree)
             return tree.sql(dialect=self.dialect, comments=False, pretty=pretty)
@@ -158,7 +192,7 @@ class Fingerprinter:
             return None
 
 
-def _normalise_keywords(tree: exp.Expression) -> exp.Expression:
+def _normalise_keywords(tree: exp.Expression) -> None:
     """sqlglot keeps some keywords as written: window frames (``range ... preceding``) and
     keyword-like names (``Var``, e.g. interval units). Upper-case them so case does not count."""
     for node in tree.find_all(exp.WindowSpec, exp.Var):
@@ -168,7 +202,6 @@ def _normalise_keywords(tree: exp.Expression) -> exp.Expression:
         for key, value in list(node.args.items()):
             if isinstance(value, str):
                 node.set(key, value.upper())
-    return tree
 
 
 def _drop_unused_windows(tree: exp.Expression) -> None:

@@ -136,6 +136,7 @@ class Registry:
     generated_at: str
     views: tuple[FeatureView, ...]
     services: tuple[FeatureService, ...] = ()
+    fingerprint_version: str = ""
     registry_version: int = field(default=REGISTRY_VERSION)
 
     @property

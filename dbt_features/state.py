@@ -42,15 +42,21 @@ class Side:
     source: str
     path: str
     uncompiled: frozenset[str] = frozenset()
-    fingerprints: Fingerprinter = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    fingerprints: Fingerprinter | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, registry: Registry, manifest: Manifest, source: str, path: str) -> "Side":
+    def of(
+        cls, registry: Registry, manifest: Manifest, source: str, path: str, *, fresh: bool = False
+    ) -> "Side":
+        """``fresh``: the registry was just built from ``manifest`` by this code, so its
+        fingerprints are not recomputed."""
         prints = Fingerprinter(manifest, dialect_for(manifest.adapter_type))
         uncompiled = frozenset(
             v.name for v in registry.views if manifest.missing_compiled_code([v.unique_id])
         )
-        return cls(refingerprint(registry, prints), manifest, source, path, uncompiled, prints)
+        if not fresh:
+            registry = refingerprint(registry, prints)
+        return cls(registry, manifest, source, path, uncompiled, prints)
 
     @property
     def target(self) -> str | None:
@@ -95,7 +101,8 @@ def load_state(state: str | Path) -> tuple[Side, list[str]]:
                 "the state's types come from its YAML."
             )
         registry, source = _registry_from_manifest(manifest, state), MANIFEST_FILE
-    side = Side.of(registry, manifest, source, str(folder.resolve()))
+    fresh = source == MANIFEST_FILE
+    side = Side.of(registry, manifest, source, str(folder.resolve()), fresh=fresh)
     if side.uncompiled:
         notes.append(
             f"{manifest_path} holds no compiled SQL for {', '.join(sorted(side.uncompiled))} "
@@ -201,7 +208,7 @@ def _named_by_meta(meta: Any) -> list[str]:
     """The columns a feature_store meta names (keys, timestamps, features), if well formed."""
     if not isinstance(meta, dict):
         return []
-    named = []
+    named: list[Any] = []
     for key in ("entity", "timestamp", "created_timestamp", "features"):
         value = meta.get(key)
         named += [value] if isinstance(value, str) else value if isinstance(value, list) else []

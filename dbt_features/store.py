@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from .build import build_registry
+from .fingerprint import FINGERPRINT_VERSION
 from .diff import RegistryDiff, diff_against_state
 from .state import load_state
-from .errors import UsageError
+from .errors import ProjectError, UsageError
 from .manifest import Manifest, load_manifest
 from .project import DbtOptions, Project, find_project, load_credentials, target_name
 from .registry import REGISTRY_FILE, FeatureRef, FeatureView, Registry
@@ -101,9 +102,32 @@ class FeatureStore:
         """Per online view: last sync, watermark, keys, synced fingerprint (``ViewStatus``)."""
         return self.online.status(self.select(select) if select else None)
 
+    def verify(self, select: str | None = None, *, sample: int = 1000, seed: int = 0,
+               progress: Any = None) -> Any:
+        """Compare online values with offline values as of now for up to ``sample`` entities
+        per online view (an ``adapter.verify.VerifyReport``; ``exit_code`` 1 on any mismatch)."""
+        from adapter.verify import verify
+
+        return verify(self, select, sample=sample, seed=seed, progress=progress)
+
+    def app(self, *, token: str | None = None) -> Any:
+        """The HTTP feature server as an ASGI application (``adapter.server.FeatureServer``):
+        Feast's ``/get-online-features``, plus ``/health``, ``/features``, ``/metrics``."""
+        from adapter.server import open_server
+
+        return open_server(self, token=token)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 6566, *,
+              token: str | None = None) -> None:
+        """Run the HTTP feature server until interrupted."""
+        from adapter.server import bind, run
+
+        app = self.app(token=token)
+        run(app, bind(host, port))
+
     def _load_registry(self, *, refresh: bool) -> Registry:
         path = self.project.target_path / REGISTRY_FILE
-        saved = None if refresh or not path.is_file() else Registry.load(path)
+        saved = None if refresh else _cached_registry(path)
         if saved is not None and saved.target != self.target:
             # The manifest's relation names may belong to another target: parse again.
             self._manifest = load_manifest(self.project, self.adapter_type, refresh=True)
@@ -286,6 +310,17 @@ def view_summary(view: FeatureView, *, detail: bool = False) -> dict[str, Any]:
             "fingerprint": view.fingerprint,
         }
     return out
+
+
+def _cached_registry(path: Path) -> Registry | None:
+    """The exported registry if this version of dbt-features wrote it, else None (rebuild)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = Registry.load(path)
+    except ProjectError:
+        return None
+    return saved if saved.fingerprint_version == FINGERPRINT_VERSION else None
 
 
 class _LazyWarehouse:

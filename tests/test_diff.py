@@ -78,6 +78,7 @@ def test_same_logic_in_another_database_and_schema_is_no_difference(built_sample
     }
     assert (data["state"]["source"], data["state"]["target"]) == ("feature_registry.json", "prod")
     assert data["current"]["target"] == "dev" and data["notes"] == []
+    assert data["definitions_not_compared"] == []
 
 
 def test_thirty_day_window_made_seven_days_is_breaking_and_names_the_consumer(sample_copy, prod_state):
@@ -100,7 +101,18 @@ def test_thirty_day_window_made_seven_days_is_breaking_and_names_the_consumer(sa
 
     data = as_json(diff(sample_copy, prod_state, "--json"))
     assert data["ok"] is False
+    # The documented structure (diff_version 1): these keys, in this order.
+    assert list(data) == [
+        "diff_version", "ok", "summary", "current", "state", "counts", "views",
+        "unchanged_views", "definitions_not_compared", "affected_services", "notes"]
+    assert data["diff_version"] == 1
+    assert list(data["state"]) == [
+        "path", "source", "project", "target", "adapter_type", "manifest_invocation_id"]
     [view] = data["views"]
+    assert list(view) == ["name", "status", "version_before", "version_after", "version_raised",
+                          "blocking", "consumers", "changes"]
+    assert list(view["changes"][0]) == ["kind", "feature", "before", "after", "breaking",
+                                        "blocking", "message", "sql_diff", "upstream_changed"]
     assert (view["name"], view["status"], view["blocking"], view["consumers"]) == (
         "customer_spend", "changed", True, ["fraud_model"])
     [change] = view["changes"]
@@ -186,6 +198,9 @@ def test_removed_added_retyped_features_ttl_and_an_upstream_filter(sample_copy, 
 
 def test_a_view_removed_and_one_added(sample_copy, prod_state):
     edit(sample_copy, SCHEMA, "        feature_store:\n", "        not_a_feature_store:\n")
+    training_set = sample_copy / "models/training/fraud_training_set.sql"
+    if training_set.exists():  # it reads merchant_risk as a feature view: not any more
+        training_set.write_text("select * from {{ ref('labels') }}\n")
     (sample_copy / "models/training/labels.sql").write_text(
         "{{ config(meta={'feature_store': {'entity': 'transaction_id', 'timestamp': 'scored_at'}}) }}\n"
         + (sample_copy / "models/training/labels.sql").read_text()
@@ -233,6 +248,31 @@ def test_state_manifest_without_compiled_sql_says_definitions_were_not_compared(
     assert result.exit_code == 0, result.output
     assert "holds no compiled SQL for customer_spend, merchant_risk" in result.stdout
     assert "their definitions are not compared" in result.stdout
+    assert result.stdout.rstrip().endswith(
+        "No differences: 2 feature views compared (definitions of customer_spend, merchant_risk "
+        "not compared: see the notes).")
+    data = as_json(diff(built_sample, tmp_path, "--json"))
+    assert data["definitions_not_compared"] == ["customer_spend", "merchant_risk"]
+
+
+@pytest.mark.postgres
+def test_a_postgresql_state_against_duckdb_says_the_sql_differs(built_sample, tmp_path):
+    """The same sample compiled for PostgreSQL: its data generator dispatches other macros
+    (generate_series, not range), so definitions differ, and the diff says why."""
+    project = copy_sample(tmp_path / "sample_project")
+    run_dbt(project, "compile", "--target", "postgres", "--target-path", "pg_target",
+            "--select", "+customer_spend", "+merchant_risk",
+            env={"DBT_FEATURES_PG_SCHEMA": "dbt_features_diff_never_built"})
+    result = diff(built_sample, project / "pg_target", "--json")
+    assert result.exit_code == 1, result.output
+    data = as_json(result)
+    assert data["state"]["adapter_type"] == "postgres"
+    assert any("the state was built for postgres and this project for duckdb" in n
+               for n in data["notes"])
+    changes = [c for v in data["views"] for c in v["changes"]]
+    assert {c["kind"] for c in changes} == {"feature_definition"}
+    assert changes and all("model.dbt_features_sample.transactions" in c["upstream_changed"]
+                           for c in changes)
 
 
 def _manifest_of_version(state: Path, version: int) -> None:
@@ -272,9 +312,12 @@ def test_bad_state_is_a_clear_message_and_exit_2(built_sample, prod_state, tmp_p
     assert message in data["error"]
 
 
-def test_state_is_required(built_sample):
+def test_state_is_required_and_may_come_from_dbt_state(built_sample, prod_state):
     result = CliRunner().invoke(main, ["diff", "--project-dir", str(built_sample)])
     assert result.exit_code == 2 and "Missing option '--state'" in result.stderr
+    result = CliRunner().invoke(main, ["diff", "--project-dir", str(built_sample)],
+                                env={"DBT_STATE": str(prod_state)})
+    assert result.exit_code == 0 and "No differences" in result.stdout
 
 
 # Pure comparisons of hand-edited registries: the rules, one by one.

@@ -26,7 +26,7 @@ from training_support import (
 )
 from conftest import PG_DSN
 
-EXAMPLES = settings(max_examples=30, deadline=None,
+EXAMPLES = settings(max_examples=int(__import__("os").environ.get("PIT_EXAMPLES", "30")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -36,25 +36,28 @@ def hour(k: int | None) -> Any:
     return None if k is None else BASE + timedelta(hours=k)
 
 
-maybe = lambda s: st.one_of(st.none(), s)  # noqa: E731
+def maybe(values: st.SearchStrategy) -> st.SearchStrategy:
+    """Mostly a value, sometimes NULL (hypothesis would otherwise favour NULL)."""
+    return st.integers(0, 5).flatmap(lambda k: st.none() if k == 0 else values)
+
 
 A_ROW = st.fixed_dictionaries({
-    "a_id": maybe(st.integers(0, 3)),
-    "a_ts": maybe(st.integers(0, 6)),
-    "a_created": maybe(st.integers(0, 3)),
+    "a_id": maybe(st.integers(0, 2)),
+    "a_ts": maybe(st.integers(0, 3)),
+    "a_created": maybe(st.integers(0, 1)),
     "fa_int": maybe(st.integers(-2, 2)),
     "fa_dbl": maybe(st.sampled_from([0.5, 1.5, -1.0])),
 })
 B_ROW = st.fixed_dictionaries({
-    "b_key": maybe(st.sampled_from(["x", "y", "é", ""])),
-    "b_ts": maybe(st.integers(0, 6)),
+    "b_key": maybe(st.sampled_from(["x", "é", ""])),
+    "b_ts": maybe(st.integers(0, 3)),
     "fb_str": maybe(st.sampled_from(["a", "B", "b", "é", ""])),
     "fb_flag": maybe(st.booleans()),
 })
 SPINE_ROW = st.fixed_dictionaries({
-    "a_id": maybe(st.integers(0, 4)),
-    "b_key": maybe(st.sampled_from(["x", "y", "w", "é", ""])),
-    "half_hours": maybe(st.integers(0, 16)),
+    "a_id": maybe(st.integers(0, 3)),
+    "b_key": maybe(st.sampled_from(["x", "w", "é", ""])),
+    "half_hours": maybe(st.integers(0, 9)),
 })
 REQUESTS = [
     ["fa:*", "fb:*"],

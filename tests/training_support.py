@@ -78,7 +78,7 @@ def write_duckdb(path: Path, tables: dict[str, pa.Table]) -> None:
     try:
         con.sql("SET TimeZone = 'UTC'")
         for name, table in tables.items():
-            drop = exp.Drop(this=exp.to_table(name), kind="TABLE", exists=True)
+            drop = exp.Drop(tables=[exp.to_table(name)], kind="TABLE", exists=True)
             con.sql(drop.sql(dialect="duckdb"))
             con.from_arrow(table).create(name)
     finally:

@@ -1,0 +1,104 @@
+"""The ``serve`` and ``verify`` commands of ``dbt-features`` (registered by ``adapter.cli``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+import time
+
+import click
+
+from dbt_features.cli import dbt_options, emit, handle_errors, open_store
+from dbt_features.errors import UsageError
+
+DEFAULT_PORT = 6566
+"""Feast's feature server port: a Feast client's default works unchanged."""
+
+
+def read_token(token_env: str | None) -> str | None:
+    """The bearer token from the environment variable named by ``--token-env``."""
+    if token_env is None:
+        return None
+    token = os.environ.get(token_env, "")
+    if not token.strip():
+        raise UsageError(f"--token-env {token_env}: the environment variable {token_env} is not "
+                         "set or empty; export it with the token clients must send.")
+    return token.strip()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@click.command()
+@dbt_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="TCP port.")
+@click.option("--token-env", default=None, metavar="NAME",
+              help="Require 'Authorization: Bearer <token>', the token being the value of the "
+                   "environment variable NAME.")
+@handle_errors
+def serve(project_dir, profiles_dir, target, vars_, as_json, host, port, token_env) -> None:
+    """Serve online features over HTTP, in Feast's format (POST /get-online-features; GET
+    /health, /features, /metrics)."""
+    from .server import bind, open_server, run
+
+    token = read_token(token_env)
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port} is not a TCP port (1-65535).")
+    store = open_store(project_dir, profiles_dir, target, vars_)
+    app = open_server(store, token=token)
+    sock = bind(host, port)
+    views = [v.name for v in app.registry.views if v.online]
+    info = {"url": f"http://{host}:{port}", "online_store": app.online.where, "views": views,
+            "auth": "bearer token" if token else "none"}
+    emit(as_json, info, lambda: (
+        f"Serving {len(views)} online feature views ({', '.join(views)}) on {info['url']} from "
+        f"{info['online_store']}; auth: {info['auth']}. Ctrl-C to stop."))
+    sys.stdout.flush()
+    if not token and not _is_loopback(host):
+        click.echo(f"Warning: listening on {host} without a token: anyone who can reach it can "
+                   "read features. Use --token-env NAME.", err=True)
+    run(app, sock)
+
+
+class _Progress:
+    """One live line on stderr, only on a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, view: str, step: str) -> None:
+        if self.enabled:
+            click.echo(f"\r\033[K  {view}: {step}…", nl=False, err=True)
+
+    def done(self) -> None:
+        if self.enabled:
+            click.echo("\r\033[K", nl=False, err=True)
+
+
+@click.command()
+@dbt_options
+@click.option("--select", "-s", "select", default=None, help="dbt selector of feature views.")
+@click.option("--sample", default=1000, show_default=True, type=int,
+              help="Entities sampled per view.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Sampling seed: the same seed picks the same entities.")
+@handle_errors
+def verify(project_dir, profiles_dir, target, vars_, as_json, select, sample, seed) -> None:
+    """Compare online values with the offline values as of now; exit 1 on any mismatch."""
+    store = open_store(project_dir, profiles_dir, target, vars_)
+    progress = _Progress()
+    try:
+        report = store.verify(select, sample=sample, seed=seed, progress=progress)
+    finally:
+        progress.done()
+    emit(as_json, report.to_dict(), report.format)
+    if report.exit_code:
+        sys.exit(report.exit_code)

@@ -1,0 +1,99 @@
+"""What an online read returns: per requested feature, a value, a status and an event time
+for each entity row (the shape Feast's /get-online-features answers with)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from functools import cached_property
+from typing import Any, Mapping
+
+import pyarrow as pa
+
+from .layout import from_micros
+
+
+class Status(str, Enum):
+    PRESENT = "present"
+    NOT_FOUND = "not_found"
+    EXPIRED = "expired"
+    """Stored, but older than the view's ttl as of now: its value is not served."""
+
+    @property
+    def feast(self) -> str:
+        """Feast's name of the status (``PRESENT``, ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``)."""
+        return {"present": "PRESENT", "not_found": "NOT_FOUND", "expired": "OUTSIDE_MAX_AGE"}[self.value]
+
+
+_ARROW = {
+    "int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"), "date": pa.date32(),
+}
+
+
+@dataclass(frozen=True)
+class OnlineResponse:
+    """Values, statuses and event timestamps: one column per requested feature, one entry per
+    entity row, in the order requested."""
+
+    features: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    entity_rows: tuple[Mapping[str, Any], ...]
+    values: tuple[tuple[Any, ...], ...]
+    statuses: tuple[tuple[Status, ...], ...]
+    event_us: tuple[tuple[int | None, ...], ...]
+    """Event times in microseconds since the epoch (UTC), None where not found."""
+
+    @cached_property
+    def event_timestamps(self) -> tuple[tuple[datetime | None, ...], ...]:
+        """Event times as UTC datetimes (built on first use)."""
+        cache: dict[int, datetime] = {}
+        return tuple(
+            tuple(None if us is None else cache.get(us) or cache.setdefault(us, from_micros(us))
+                  for us in column)
+            for column in self.event_us
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per entity row: its keys, then each feature's value."""
+        return [
+            dict(entity) | {f: self.values[j][i] for j, f in enumerate(self.features)}
+            for i, entity in enumerate(self.entity_rows)
+        ]
+
+    def to_dict(self, *, feast: bool = False) -> dict[str, Any]:
+        """Feast's response shape: ``metadata.feature_names`` and per feature ``values``,
+        ``statuses`` and ISO ``event_timestamps``."""
+        def iso(ts: datetime | None) -> str | None:
+            return ts.isoformat() if ts is not None else None
+
+        return {
+            "metadata": {"feature_names": list(self.features)},
+            "results": [
+                {
+                    "values": [_jsonable(v) for v in self.values[j]],
+                    "statuses": [s.feast if feast else s.value for s in self.statuses[j]],
+                    "event_timestamps": [iso(t) for t in self.event_timestamps[j]],
+                }
+                for j in range(len(self.features))
+            ],
+        }
+
+    def to_arrow(self) -> pa.Table:
+        """Entity keys, then per feature its typed value, ``<feature>__status`` and
+        ``<feature>__event_timestamp`` columns."""
+        columns: dict[str, pa.Array] = {}
+        for name in dict.fromkeys(k for row in self.entity_rows for k in row):
+            columns[name] = pa.array([row.get(name) for row in self.entity_rows])
+        for j, ref in enumerate(self.features):
+            columns[ref] = pa.array(list(self.values[j]), type=_ARROW[self.dtypes[j]])
+            columns[f"{ref}__status"] = pa.array([s.value for s in self.statuses[j]])
+            columns[f"{ref}__event_timestamp"] = pa.array(
+                list(self.event_timestamps[j]), type=pa.timestamp("us", tz="UTC")
+            )
+        return pa.table(columns)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value

@@ -1,0 +1,414 @@
+"""The HTTP feature server: Feast's ``/get-online-features`` over the online store.
+
+A plain ASGI application (served by uvicorn) so that an existing Feast client, including
+Feast's ``remote`` online store, can point at it unchanged. The wire format is the one Feast's
+Python feature server produces (``MessageToDict`` of its response proto): the requested join
+keys come first in ``metadata.feature_names`` and ``results`` (their values as sent, status
+``PRESENT``, event time the epoch), then each feature with ``values``, ``statuses``
+(``PRESENT``, ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``) and RFC 3339 ``event_timestamps`` (the epoch
+where nothing was found). Feature names are bare (``avg_amount_30d``) or, with
+``full_feature_names``, ``view__feature``.
+
+The registry is loaded once at start; the per-request path is JSON parsing, a cached plan per
+feature list, one Redis MGET (``OnlineStore``) and JSON encoding. Redis calls run inline on the
+event loop (measured faster than a worker thread on this workload: see the README), with a
+short socket timeout and a circuit breaker, so a Redis outage answers 503 within about a
+second and never queues requests behind a dead server; the next request after the cool-down
+tries again, so the server recovers by itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from dbt_features.errors import DbtFeaturesError, OnlineStoreError, UsageError
+from dbt_features.registry import FeatureRef, Registry
+
+from .metrics import CONTENT_TYPE, Metrics
+from .online import OnlineResponse, OnlineStore, Status
+from .sync import check_servable
+
+MAX_BODY_BYTES = 1 << 20
+MAX_ENTITIES = 10_000
+REDIS_TIMEOUT_S = 1.0
+"""Socket and connect timeout of the server's Redis client: the bound on a 503's latency."""
+BREAKER_COOLDOWN_S = 1.0
+"""After Redis failed, answer 503 at once for this long before trying Redis again."""
+EPOCH = "1970-01-01T00:00:00Z"
+_FEAST_STATUS = {s: s.feast for s in Status}
+_JSON = [(b"content-type", b"application/json")]
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class HTTPError(Exception):
+    """An error answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Plan:
+    refs: tuple[str, ...]
+    """``view:feature`` for ``OnlineStore``, in response order."""
+    names: tuple[str, ...]
+    """The response's feature names (bare, or ``view__feature``)."""
+    keys: tuple[tuple[str, str, str, str], ...]
+    """Join keys needed: (name, logical type, view, entity)."""
+
+
+class FeatureServer:
+    """The ASGI application. One instance per process; requests run on one event loop."""
+
+    def __init__(self, online: OnlineStore, registry: Registry, *, token: str | None = None,
+                 max_body: int = MAX_BODY_BYTES, max_entities: int = MAX_ENTITIES) -> None:
+        self.online = online
+        self.registry = registry
+        self.auth = f"Bearer {token}".encode() if token else None
+        self.max_body = max_body
+        self.max_entities = max_entities
+        self.metrics = Metrics()
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._closed_until = 0.0
+        self._features_body = json.dumps(_registry_json(registry)).encode()
+        self._routes: dict[tuple[str, str], Callable[[bytes], tuple[int, list, bytes]]] = {
+            ("POST", "/get-online-features"): self._get_online_features,
+            ("GET", "/health"): self._health,
+            ("GET", "/features"): lambda _b: (200, _JSON, self._features_body),
+            ("GET", "/metrics"): self._metrics,
+        }
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        endpoint = path if any(path == p for _, p in self._routes) else "other"
+        error = None
+        try:
+            headers = dict(scope["headers"])
+            if self.auth is not None and not hmac.compare_digest(
+                    headers.get(b"authorization", b""), self.auth):
+                raise HTTPError(401, "unauthorized",
+                                "missing or wrong token: send the header 'Authorization: Bearer "
+                                "<token>' with the token the server was started with.")
+            handler = self._routes.get((scope["method"], path))
+            if handler is None:
+                allowed = [m for m, p in self._routes if p == path]
+                if allowed:
+                    raise HTTPError(405, "bad_request", f"{path} takes {allowed[0]}, not {scope['method']}.")
+                raise HTTPError(404, "not_found", f"no endpoint {path}: this server has "
+                                "POST /get-online-features, GET /health, /features and /metrics.")
+            body = await self._body(receive, headers) if scope["method"] == "POST" else b""
+            status, out_headers, payload = handler(body)
+        except HTTPError as exc:
+            status, out_headers, error = exc.status, _JSON, exc.reason
+            payload = json.dumps({"error": exc.message, "status": exc.status}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*out_headers, (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+        self.metrics.observe(endpoint, status, time.perf_counter() - started, error)
+
+    async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise HTTPError(413, "too_large", f"request body of {int(length):,} bytes is over "
+                            f"the limit of {self.max_body:,}: send fewer entities per request.")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise HTTPError(413, "too_large", f"request body is over the limit of "
+                                f"{self.max_body:,} bytes: send fewer entities per request.")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def _get_online_features(self, body: bytes) -> tuple[int, list, bytes]:
+        request = _parse(body)
+        plan = self._plan(request)
+        entities = request["entities"]
+        n = _check_entities(entities, plan, self.max_entities)
+        key_names = [k for k in dict.fromkeys(name for name, *_ in plan.keys)]
+        columns = [entities[k] for k in key_names]
+        rows = [dict(zip(key_names, values)) for values in zip(*columns)]
+        response = self._read(plan, rows)
+        self.metrics.entities += n
+        # Feast puts every join key it recognises first, in the request's order.
+        shown = [k for k in entities if k in key_names]
+        return 200, _JSON, json.dumps(_feast_response(plan, shown, entities, n, response),
+                                    separators=(",", ":")).encode()
+
+    def _read(self, plan: _Plan, rows: list[dict[str, Any]]) -> OnlineResponse:
+        if time.monotonic() < self._closed_until:
+            raise HTTPError(503, "unavailable", f"the online store ({self.online.where}) is "
+                            "unreachable; retry shortly (it is retried every "
+                            f"{BREAKER_COOLDOWN_S:g} s).")
+        try:
+            return self.online.get_online_features(plan.refs, rows)
+        except UsageError as exc:
+            raise HTTPError(422, "unprocessable", exc.message) from exc
+        except OnlineStoreError as exc:
+            if isinstance(exc.__cause__, (redis.ConnectionError, redis.TimeoutError, OSError)):
+                self._closed_until = time.monotonic() + BREAKER_COOLDOWN_S
+            raise HTTPError(503, "unavailable", exc.message) from exc
+
+    def _health(self, _body: bytes) -> tuple[int, list, bytes]:
+        up, problem = self._redis_up()
+        data = {"status": "ok" if up else "unavailable", "online_store": self.online.where,
+                "redis": "ok" if up else problem, "registry": {
+                    "project": self.registry.project, "views": len(self.registry.views),
+                    "generated_at": self.registry.generated_at}}
+        return (200 if up else 503), _JSON, json.dumps(data).encode()
+
+    def _metrics(self, _body: bytes) -> tuple[int, list, bytes]:
+        ages: dict[str, float | None] = {}
+        up, _problem = self._redis_up()
+        if up:
+            try:
+                now = time.time()
+                for state in self.online.status():
+                    ages[state.view] = _age(state.last_sync, now)
+            except OnlineStoreError:
+                up = False
+        text = self.metrics.render(ages, up)
+        return 200, [(b"content-type", CONTENT_TYPE.encode())], text.encode()
+
+    def _redis_up(self) -> tuple[bool, str]:
+        if time.monotonic() < self._closed_until:
+            return False, "unreachable (recent failure; retrying shortly)"
+        try:
+            self.online.client.ping()
+            return True, ""
+        except (redis.RedisError, OSError) as exc:
+            self._closed_until = time.monotonic() + BREAKER_COOLDOWN_S
+            return False, f"{type(exc).__name__}: {exc}"
+
+    # -- planning --------------------------------------------------------------------------
+
+    def _plan(self, request: dict[str, Any]) -> _Plan:
+        full = request.get("full_feature_names", False)
+        service = request.get("feature_service")
+        features = request.get("features")
+        cache_key = (service, tuple(features) if features else None, full)
+        plan = self._plans.get(cache_key)
+        if plan is None:
+            plan = self._build_plan(features, service, full)
+            if len(self._plans) >= 1024:
+                self._plans.clear()
+            self._plans[cache_key] = plan
+        return plan
+
+    def _build_plan(self, features: list[str] | None, service: str | None, full: bool) -> _Plan:
+        if service is not None:
+            try:
+                refs = [f"{v}:*" for v in self.registry.service(service).views]
+            except UsageError as exc:
+                raise HTTPError(404, "not_found", exc.message) from exc
+        else:
+            assert features is not None
+            try:
+                refs = [str(FeatureRef.parse(f)) for f in features]
+            except UsageError as exc:
+                raise HTTPError(400, "bad_request", exc.message) from exc
+        try:
+            resolved = self.registry.resolve(refs)
+        except UsageError as exc:
+            raise HTTPError(404, "not_found", exc.message) from exc
+        names, keys, seen = [], {}, {}
+        for view, feature in resolved:
+            try:
+                check_servable(view)
+            except DbtFeaturesError as exc:
+                raise HTTPError(400, "bad_request", exc.message) from exc
+            name = f"{view.name}__{feature.name}" if full else feature.name
+            if name in seen:
+                raise HTTPError(400, "bad_request", f"feature name {feature.name!r} comes from "
+                                f"both {seen[name]} and {view.name}; set "
+                                "\"full_feature_names\": true to name them view__feature.")
+            seen[name] = view.name
+            names.append(name)
+            for key in view.entity.join_keys:
+                keys.setdefault(key.name, (key.name, key.dtype, view.name, view.entity.name))
+        return _Plan(tuple(f"{v.name}:{f.name}" for v, f in resolved), tuple(names),
+                     tuple(keys.values()))
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    """The request, with its shape checked (types of entity values are checked later)."""
+    try:
+        request = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPError(400, "bad_request", f"request body is not JSON ({exc}); send e.g. "
+                        '{"features": ["customer_spend:avg_amount_30d"], '
+                        '"entities": {"customer_id": [1, 2]}}.') from exc
+    if not isinstance(request, dict):
+        raise HTTPError(400, "bad_request", "request body must be a JSON object with "
+                        "\"features\" (or \"feature_service\") and \"entities\".")
+    features, service = request.get("features"), request.get("feature_service")
+    if (features is None) == (service is None):
+        raise HTTPError(400, "bad_request", "give exactly one of \"features\" (a list of "
+                        "\"view:feature\") and \"feature_service\" (the name of an ml exposure).")
+    if features is not None and (not isinstance(features, list) or not features
+                                 or not all(isinstance(f, str) for f in features)):
+        raise HTTPError(400, "bad_request", "\"features\" must be a non-empty list of strings "
+                        "like \"customer_spend:avg_amount_30d\".")
+    if service is not None and not isinstance(service, str):
+        raise HTTPError(400, "bad_request", "\"feature_service\" must be a string.")
+    entities = request.get("entities")
+    if not isinstance(entities, dict) or not entities or not all(
+            isinstance(v, list) for v in entities.values()):
+        raise HTTPError(400, "bad_request", "\"entities\" must be an object of join key -> list "
+                        "of values, e.g. {\"customer_id\": [1, 2]}.")
+    if not isinstance(request.get("full_feature_names", False), bool):
+        raise HTTPError(400, "bad_request", "\"full_feature_names\" must be true or false.")
+    return request
+
+
+def _check_entities(entities: dict[str, list[Any]], plan: _Plan, limit: int) -> int:
+    lengths = {len(v) for v in entities.values()}
+    if len(lengths) != 1:
+        sizes = ", ".join(f"{k}: {len(v)}" for k, v in entities.items())
+        raise HTTPError(400, "bad_request", f"every list in \"entities\" must have the same "
+                        f"length (one value per entity row); got {sizes}.")
+    n = lengths.pop()
+    if n == 0:
+        raise HTTPError(400, "bad_request", "\"entities\" holds no rows: send at least one value.")
+    if n > limit:
+        raise HTTPError(413, "too_large", f"{n:,} entity rows is over the limit of {limit:,} "
+                        "per request: split the request.")
+    for name, dtype, view, entity in plan.keys:
+        column = entities.get(name)
+        if column is None:
+            raise HTTPError(422, "unprocessable", f"\"entities\" has no {name!r}, the join key of "
+                            f"feature view {view!r} (entity {entity}); it has: "
+                            f"{', '.join(entities)}.")
+        want = int if dtype == "int64" else str
+        for i, value in enumerate(column):
+            if type(value) is not want:
+                kind = "integers" if want is int else "strings"
+                raise HTTPError(422, "unprocessable", f"entities.{name}[{i}] is "
+                                f"{json.dumps(value)}; {name} (entity {entity}) is {dtype}: "
+                                f"send {kind}.")
+    return n
+
+
+def _feast_response(plan: _Plan, shown: list[str], entities: dict[str, list[Any]], n: int,
+                    response: OnlineResponse) -> dict[str, Any]:
+    results: list[dict[str, Any]] = [
+        {"values": entities[k], "statuses": ["PRESENT"] * n, "event_timestamps": [EPOCH] * n}
+        for k in shown
+    ]
+    stamps: dict[int, str] = {}
+    for j in range(len(plan.refs)):
+        values = response.values[j]
+        if response.dtypes[j] in ("timestamp", "date"):
+            values = tuple(v.isoformat() if v is not None else None for v in values)
+        results.append({
+            "values": list(values),
+            "statuses": [_FEAST_STATUS[s] for s in response.statuses[j]],
+            "event_timestamps": [EPOCH if us is None else stamps.get(us) or
+                                 stamps.setdefault(us, feast_timestamp(us))
+                                 for us in response.event_us[j]],
+        })
+    return {"metadata": {"feature_names": [*shown, *plan.names]}, "results": results}
+
+
+def feast_timestamp(us: int) -> str:
+    """Microseconds since the epoch as protobuf's JSON Timestamp (what Feast sends): UTC,
+    ``Z``, and 0, 3 or 6 fraction digits."""
+    seconds, fraction = divmod(us, 1_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if fraction == 0:
+        return base + "Z"
+    if fraction % 1000 == 0:
+        return f"{base}.{fraction // 1000:03d}Z"
+    return f"{base}.{fraction:06d}Z"
+
+
+def _age(last_sync: str | None, now: float) -> float | None:
+    if not last_sync:
+        return None
+    from datetime import datetime
+
+    return max(0.0, now - datetime.fromisoformat(last_sync).timestamp())
+
+
+def _registry_json(registry: Registry) -> dict[str, Any]:
+    from dbt_features.store import view_summary
+
+    return {
+        "project": registry.project,
+        "target": registry.target,
+        "generated_at": registry.generated_at,
+        "views": [view_summary(v) for v in registry.views],
+        "feature_services": [{"name": s.name, "views": list(s.views), "owner": s.owner,
+                              "description": s.description} for s in registry.services],
+    }
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def open_server(store: Any, *, token: str | None = None) -> FeatureServer:
+    """A ``FeatureServer`` for a ``FeatureStore``: its registry, and its online store opened
+    with a client whose timeouts bound every request (not the CLI's long sync timeouts)."""
+    from .config import connect, resolve_config
+
+    registry = store.registry
+    config = resolve_config(store.project)
+    base, embedded = connect(config)
+    pool = base.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_timeout": REDIS_TIMEOUT_S,
+              "socket_connect_timeout": REDIS_TIMEOUT_S, "retry": Retry(NoBackoff(), 0)}
+    client = redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **kwargs))
+    if embedded is not None:
+        embedded.clients.append(client)
+    online = OnlineStore(registry, config, client, embedded)
+    return FeatureServer(online, registry, token=token)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before serving so a taken port is a clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another "
+                         "--port or --host.") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(app: FeatureServer, sock: socket.socket) -> None:
+    """Serve on ``sock`` until interrupted (uvicorn: httptools parser, no access log)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            server_header=False, http="httptools")
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,277 @@
+"""Online store benchmark: `sync --full-refresh` and `get_online_features` against raw baselines.
+
+    .venv/bin/python tests/benchmarks/bench_online.py            # 1M entities, 10M rows
+    .venv/bin/python tests/benchmarks/bench_online.py --entities 200000 --reads 500   # quicker
+
+Builds (with the real `dbt run`, DuckDB) a throwaway dbt project with two online feature views
+of 10 features each: `bench_big` (ENTITIES entities x 10 rows) and `bench_small` (ENTITIES/10
+entities x 10 rows). Then, each in its own process so peak RSS is its own:
+
+* raw baseline: the latest-per-entity query in DuckDB (QUALIFY, materialized to Arrow), plus
+  the fastest raw redis-py write of the same keys, values and expiries (pipelined
+  ``SET .. PXAT``, or hiredis-packed commands on a redis-py connection; ``MSET`` without
+  expiries is printed for reference);
+* ``sync --full-refresh`` of each view (the library call, as the CLI runs it);
+
+and reads of 1 and 100 entities over both views: ``get_online_features`` vs a raw ``MGET``
+of the same keys with the same decoding. Writes go to the real Redis at 127.0.0.1:6379 under
+a unique prefix, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+MODEL = """{{{{ config(meta={{'feature_store': {{'entity': 'entity_id', 'timestamp': 'feature_at',
+    'ttl': '30d', 'online': true}}}}) }}}}
+select
+    i % {n} + 1 as entity_id,
+    cast(now() as timestamp) - to_seconds(cast(i // {n} as bigint) * 3600 + i % 997 + 60) as feature_at,
+    (i * 7 % 1000) / 10.0 as f0, (i * 13 % 1000) / 100.0 as f1, (i % 977) * 1.5 as f2,
+    (i * 31 % 10007) / 3.0 as f3, (i % 101) / 7.0 as f4, (i * 3 % 1009) * 0.25 as f5,
+    i % 100 as c0, i % 10000 as c1, i // {n} as c2,
+    'category_' || cast(i % 20 as varchar) as label
+from range({rows}) as s(i)
+"""
+
+
+def build_project(root: Path, entities: int, rows_per_entity: int) -> Path:
+    project = root / "bench_project"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text(
+        "name: bench\nprofile: bench\nmodels:\n  bench:\n    +materialized: table\n"
+    )
+    (project / "profiles.yml").write_text(
+        f"bench:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        f"      path: {project / 'bench.duckdb'}\n      keep_open: false\n      threads: 1\n"
+    )
+    small = max(entities // 10, 1)
+    for name, n in (("bench_big", entities), ("bench_small", small)):
+        (project / "models" / f"{name}.sql").write_text(MODEL.format(n=n, rows=n * rows_per_entity))
+    subprocess.run([str(BIN / "dbt"), "run", "--project-dir", str(project), "--profiles-dir",
+                    str(project), "--quiet"], check=True, cwd=project)
+    return project
+
+
+# -- children (one process each, for their own peak RSS) -------------------------------------
+
+
+def child_sync(project: str, view_name: str) -> dict:
+    from adapter.sync import sync_view
+    from dbt_features.store import FeatureStore
+
+    store = FeatureStore(project_dir=project)
+    view = store.registry.view(view_name)
+    online = store.online
+    with store.warehouse() as warehouse:
+        started = time.perf_counter()
+        result = sync_view(online, view, warehouse, full_refresh=True)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "entities": result.entities}
+
+
+def child_raw(project: str, view_name: str) -> dict:
+    import duckdb
+    import hiredis
+    import pyarrow as pa
+    import redis
+
+    from adapter.layout import Codec, Schema, entity_suffixes, full_keys
+    from dbt_features.store import FeatureStore
+
+    view = FeatureStore(project_dir=project).registry.view(view_name)
+    con = duckdb.connect(str(Path(project) / "bench.duckdb"), read_only=True)
+    started = time.perf_counter()
+    table = con.sql(
+        f"select * from main.{view_name} where feature_at <= now()::timestamp and feature_at > "
+        "now()::timestamp - interval 30 day qualify row_number() over (partition by entity_id "
+        "order by feature_at desc) = 1"
+    ).to_arrow_table()
+    query_s = time.perf_counter() - started
+    con.close()
+    # The same payload the sync writes (built outside the timed sections).
+    batch = table.combine_chunks().to_batches()[0]
+    blobs, ets = Codec(Schema.of(view)).encode(batch, "feature_at", None)
+    keys = full_keys(f"rawbench:{uuid.uuid4().hex[:6]}:", entity_suffixes(batch, ["entity_id"]))
+    keys, blobs = keys.to_pylist(), blobs.to_pylist()
+    pxat = (ets // 1000 + 30 * 86400 * 1000).tolist()
+    client = redis.Redis.from_url(REDIS_URL)
+    chunk = 10_000
+
+    def pipeline_set() -> None:
+        for i in range(0, len(keys), chunk):
+            pipe = client.pipeline(transaction=False)
+            for k, v, t in zip(keys[i : i + chunk], blobs[i : i + chunk], pxat[i : i + chunk]):
+                pipe.set(k, v, pxat=t)
+            pipe.execute()
+
+    def packed_set() -> None:
+        conn = client.connection_pool.get_connection()
+        previous = 0
+        for i in range(0, len(keys), chunk):
+            commands = [hiredis.pack_command((b"SET", k, v, b"PXAT", t)) for k, v, t in
+                        zip(keys[i : i + chunk], blobs[i : i + chunk], pxat[i : i + chunk])]
+            conn.send_packed_command([b"".join(commands)], check_health=False)
+            for _ in range(previous):
+                conn.read_response()
+            previous = len(commands)
+        for _ in range(previous):
+            conn.read_response()
+        client.connection_pool.release(conn)
+
+    def mset_no_expiry() -> None:
+        for i in range(0, len(keys), chunk):
+            client.mset(dict(zip(keys[i : i + chunk], blobs[i : i + chunk])))
+
+    writes = {}
+    for name, write in (("pipeline_set_pxat", pipeline_set), ("packed_set_pxat", packed_set),
+                        ("mset_no_expiry", mset_no_expiry)):
+        started = time.perf_counter()
+        write()
+        writes[name] = time.perf_counter() - started
+        for i in range(0, len(keys), chunk):
+            client.unlink(*keys[i : i + chunk])
+    del pa
+    return {"query_s": query_s, "writes": writes, "entities": len(keys)}
+
+
+def run_child(kind: str, project: Path, view: str, env: dict) -> dict:
+    proc = subprocess.Popen([sys.executable, __file__, "--child", kind, str(project), view],
+                            stdout=subprocess.PIPE, env=env, cwd=project)
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"child {kind} {view} failed")
+    return json.loads(out) | {"peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int) -> list[dict]:
+    import random
+
+    import redis
+
+    from adapter.layout import Codec, Schema
+    from dbt_features.store import FeatureStore
+
+    store = FeatureStore(project_dir=str(project))
+    features = ["bench_big:*", "bench_small:*"]
+    client = redis.Redis.from_url(REDIS_URL)
+    views = ("bench_big", "bench_small")
+    gens = {v: client.hget(f"{prefix}:{v}:meta", "gen").decode() for v in views}
+    codecs = {v: Codec(Schema.parse(client.hget(f"{prefix}:{v}:meta", "schema"))) for v in views}
+    small = max(n_entities // 10, 1)
+    out = []
+    for batch in (1, 100):
+        rng = random.Random(batch)
+        requests = [[rng.randint(1, small) for _ in range(batch)] for _ in range(iterations)]
+
+        def ours(ids: list[int]) -> None:
+            store.get_online_features(features, [{"entity_id": i} for i in ids])
+
+        def raw(ids: list[int]) -> None:
+            keys = [f"{prefix}:{v}:{gens[v]}:{i}" for v in views for i in ids]
+            blobs = client.mget(keys)
+            for j, blob in enumerate(blobs):
+                if blob is not None:
+                    codecs[views[j // len(ids)]].decode(blob)
+
+        timings: dict[str, list[float]] = {"ours": [], "raw": []}
+        for name, fn in (("ours", ours), ("raw", raw)) * 2:  # interleaved, twice
+            for ids in requests[:50]:
+                fn(ids)  # warm-up
+            for ids in requests:
+                started = time.perf_counter()
+                fn(ids)
+                timings[name].append(time.perf_counter() - started)
+        row = {"entities": batch}
+        for name, values in timings.items():
+            values.sort()
+            row[f"{name}_p50_ms"] = statistics.median(values) * 1000
+            row[f"{name}_p99_ms"] = values[int(len(values) * 0.99)] * 1000
+        row["p99_ratio"] = row["ours_p99_ms"] / row["raw_p99_ms"]
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entities", type=int, default=1_000_000)
+    parser.add_argument("--rows-per-entity", type=int, default=10)
+    parser.add_argument("--reads", type=int, default=2000, help="requests per read measurement")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, project, view = args.child
+        print(json.dumps((child_sync if kind == "sync" else child_raw)(project, view)))
+        return
+
+    import redis
+
+    root = Path(tempfile.mkdtemp(prefix="bench_online_"))
+    prefix = f"bench_online_{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, DBT_FEATURES_REDIS_URL=REDIS_URL, DBT_FEATURES_REDIS_PREFIX=prefix,
+               PYTHONPATH=str(REPO))
+    os.environ.update(env)
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        started = time.perf_counter()
+        project = build_project(root, args.entities, args.rows_per_entity)
+        print(f"built {args.entities * args.rows_per_entity:,} + "
+              f"{args.entities // 10 * args.rows_per_entity:,} rows with dbt in "
+              f"{time.perf_counter() - started:.1f} s")
+        rows = []
+        for view in ("bench_small", "bench_big"):
+            raw = run_child("raw", project, view, env)
+            ours = run_child("sync", project, view, env)
+            same = {k: v for k, v in raw["writes"].items() if k != "mset_no_expiry"}
+            best = min(same, key=same.get)
+            raw_s = raw["query_s"] + same[best]
+            rows.append((view, raw, ours, best, raw_s))
+            n = ours["entities"]
+            print(f"\n{view}: {n:,} entities")
+            print(f"  raw query (DuckDB QUALIFY -> Arrow)   {raw['query_s']:7.2f} s")
+            for name, seconds in raw["writes"].items():
+                print(f"  raw write {name:<20}      {seconds:7.2f} s  ({n / seconds:,.0f}/s)")
+            print(f"  raw baseline (query + {best})  {raw_s:7.2f} s  ({n / raw_s:,.0f} entities/s)"
+                  f"  peak RSS {raw['peak_rss_mb']:.0f} MB")
+            print(f"  sync --full-refresh                  {ours['seconds']:7.2f} s  "
+                  f"({n / ours['seconds']:,.0f} entities/s)  peak RSS {ours['peak_rss_mb']:.0f} MB")
+            print(f"  throughput ratio sync/raw            {raw_s / ours['seconds']:7.2f}  (target >= 0.7)")
+            mset = raw["query_s"] + raw["writes"]["mset_no_expiry"]
+            print(f"  ratio vs query + MSET (no expiries)  {mset / ours['seconds']:7.2f}  (reference)")
+        rss_small, rss_big = rows[0][2]["peak_rss_mb"], rows[1][2]["peak_rss_mb"]
+        print(f"\npeak RSS of sync: {rss_small:.0f} MB at {rows[0][2]['entities']:,} entities, "
+              f"{rss_big:.0f} MB at {rows[1][2]['entities']:,}: ratio {rss_big / rss_small:.2f} "
+              "(target <= 1.2)")
+        print("\nreads over 2 views (10 features each), get_online_features vs raw MGET + decode:")
+        for row in bench_reads(project, prefix, args.entities, args.reads):
+            print(f"  {row['entities']:>3} entities: ours p50 {row['ours_p50_ms']:.3f} ms, p99 "
+                  f"{row['ours_p99_ms']:.3f} ms | raw p50 {row['raw_p50_ms']:.3f} ms, p99 "
+                  f"{row['raw_p99_ms']:.3f} ms | p99 ratio {row['p99_ratio']:.2f} (target <= 1.3)")
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=50_000))
+        for i in range(0, len(keys), 10_000):
+            client.unlink(*keys[i : i + 10_000])
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The dbt package (dbt_package/): `dbt_features.training_set` as a dbt model gives the same rows
+as the Python path and as the brute-force reference, on random data, on DuckDB and PostgreSQL.
+
+The macro is a second implementation of dbt_features/pit.py (dbt macros cannot call Python), so
+this differential test is what keeps the two equal."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pytest
+
+from conftest import PG_DSN, REPO, run_dbt
+from dbt_features import FeatureStore
+from training_support import BASE, ViewData, reference, write_duckdb, write_postgres
+
+FEATURES = ["fa:*", "fb:fb_str", "fb:fb_flag"]
+
+MODELS = {
+    "models/fa.sql": """
+{{ config(meta={'feature_store': {'entity': 'a_id', 'timestamp': 'a_ts',
+    'created_timestamp': 'a_created', 'ttl': '2h', 'features': ['fa_int', 'fa_dbl']}}) }}
+select * from {{ source('raw', 'fa') }}
+""",
+    "models/fb.sql": """
+{{ config(meta={'feature_store': {'entity': 'b_key', 'timestamp': 'b_ts'}}) }}
+select * from {{ source('raw', 'fb') }}
+""",
+    "models/spine.sql": "select * from {{ source('raw', 'spine') }}\n",
+    "models/training.sql": """
+select * from {{ dbt_features.training_set(ref('spine'), ['fa:*', 'fb:fb_str', 'fb:fb_flag']) }}
+""",
+    "models/sources.yml": """
+version: 2
+sources:
+  - name: raw
+    schema: "{{ target.schema }}"
+    tables: [{name: fa}, {name: fb}, {name: spine}]
+""",
+}
+
+
+def random_tables(seed: int, aware_spine: bool) -> dict[str, pa.Table]:
+    rng = random.Random(seed)
+
+    def maybe(value: Any, p: float = 0.1) -> Any:
+        return None if rng.random() < p else value
+
+    def hours(n: int) -> Any:
+        return BASE + timedelta(hours=n)
+
+    fa = [{"a_id": maybe(rng.randint(0, 5), 0.05), "a_ts": maybe(hours(rng.randint(0, 20)), 0.05),
+           "a_created": maybe(hours(rng.randint(0, 2)), 0.3), "fa_int": maybe(rng.randint(-3, 3)),
+           "fa_dbl": rng.choice([0.5, 1.5, -1.0, None])} for _ in range(300)]
+    fb = [{"b_key": rng.choice(["x", "y", "é", "", None]),
+           "b_ts": maybe(hours(rng.randint(0, 20)).replace(tzinfo=timezone.utc), 0.05),
+           "fb_str": rng.choice(["a", "B", "b", "é", "", None]),
+           "fb_flag": rng.choice([True, False, None])} for _ in range(200)]
+    spine = []
+    for _ in range(150):
+        at = maybe(BASE + timedelta(minutes=30 * rng.randint(0, 44)), 0.05)
+        if at is not None and aware_spine:
+            at = at.replace(tzinfo=timezone.utc)
+        spine.append({"a_id": maybe(rng.randint(0, 6)), "b_key": rng.choice(["x", "é", "w", None]),
+                      "label": rng.randint(0, 1), "event_timestamp": at})
+    spine += spine[:10]  # duplicates
+    ts = pa.timestamp("us", tz="UTC") if aware_spine else pa.timestamp("us")
+    return {
+        "fa": pa.Table.from_pylist(fa, schema=pa.schema([
+            ("a_id", pa.int64()), ("a_ts", pa.timestamp("us")), ("a_created", pa.timestamp("us")),
+            ("fa_int", pa.int64()), ("fa_dbl", pa.float64())])),
+        "fb": pa.Table.from_pylist(fb, schema=pa.schema([
+            ("b_key", pa.string()), ("b_ts", pa.timestamp("us", tz="UTC")),
+            ("fb_str", pa.string()), ("fb_flag", pa.bool_())])),
+        "spine": pa.Table.from_pylist(spine, schema=pa.schema([
+            ("a_id", pa.int64()), ("b_key", pa.string()), ("label", pa.int64()),
+            ("event_timestamp", ts)])),
+    }
+
+
+def unordered(rows: list[dict[str, Any]]) -> list[str]:
+    def norm(v: Any) -> Any:
+        return v.astimezone(timezone.utc) if getattr(v, "tzinfo", None) else v
+
+    return sorted(repr(sorted((k, norm(v)) for k, v in r.items())) for r in rows)
+
+
+@pytest.fixture(scope="module")
+def package_schema() -> Iterator[str]:
+    import psycopg2
+
+    schema = f"dbt_features_pkg_{uuid.uuid4().hex[:8]}"
+    yield schema
+    con = psycopg2.connect(PG_DSN)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f'drop schema if exists "{schema}" cascade')
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, package_schema: str) -> Path:
+    root = tmp_path_factory.mktemp("pkg") / "pit_diff"
+    for name, text in MODELS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / "dbt_project.yml").write_text(
+        "name: pit_diff\nversion: '1.0'\nconfig-version: 2\nprofile: pit_diff\n"
+        "models:\n  pit_diff:\n    +materialized: table\n")
+    (root / "packages.yml").write_text(f"packages:\n  - local: {REPO / 'dbt_package'}\n")
+    (root / "profiles.yml").write_text(
+        "pit_diff:\n  target: dev\n  outputs:\n"
+        f"    dev:\n      type: duckdb\n      path: '{root / 'diff.duckdb'}'\n"
+        "      keep_open: false\n      threads: 1\n"
+        "    postgres:\n      type: postgres\n      host: 127.0.0.1\n      port: 5432\n"
+        "      user: postgres\n      password: ''\n      dbname: test\n"
+        f"      schema: {package_schema}\n      threads: 1\n")
+    run_dbt(root, "deps")
+    return root
+
+
+def check(project: Path, target: str | None, tables: dict[str, pa.Table], dialect: str) -> None:
+    run_dbt(project, "run", *(["--target", target] if target else []))
+    store = FeatureStore(project_dir=str(project), target=target)
+    registry = store.registry
+    va, vb = registry.view("fa"), registry.view("fb")
+    views = [ViewData(va, tables["fa"].to_pylist(), tables["fa"].schema),
+             ViewData(vb, tables["fb"].to_pylist(), tables["fb"].schema)]
+    expected = reference(tables["spine"].to_pylist(), "event_timestamp", views,
+                         [[("fa_int", "fa_int"), ("fa_dbl", "fa_dbl")],
+                          [("fb_str", "fb_str"), ("fb_flag", "fb_flag")]])
+    relation = store.manifest.node("model.pit_diff.training")
+    with store.warehouse() as wh:
+        assert wh.dialect == dialect
+        schema = relation["schema"]
+        from_macro = wh.arrow(f'select * from "{schema}"."training"')
+    from_python = store.get_training_set("spine", FEATURES)
+    assert from_macro.column_names == from_python.column_names
+    assert unordered(from_macro.to_pylist()) == unordered(expected)
+    assert unordered(from_python.to_pylist()) == unordered(expected)
+    from_arrow = store.get_training_set(tables["spine"], FEATURES)
+    assert from_arrow.to_pylist() == expected
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_macro_equals_python_on_duckdb(project: Path, seed: int) -> None:
+    tables = random_tables(seed, aware_spine=seed % 2 == 0)
+    write_duckdb(project / "diff.duckdb", tables)
+    check(project, None, tables, "duckdb")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("seed", [3, 4])
+def test_macro_equals_python_on_postgres(project: Path, package_schema: str, seed: int) -> None:
+    tables = random_tables(seed, aware_spine=seed % 2 == 0)
+    write_postgres(PG_DSN, package_schema, tables)
+    check(project, "postgres", tables, "postgres")
+
+
+def test_sample_project_uses_the_package(built_sample: Path) -> None:
+    """The sample's fraud_training_set model (the macro) equals the CLI's training set."""
+    store = FeatureStore(project_dir=str(built_sample))
+    with store.warehouse() as wh:
+        model = wh.arrow("select * from main.fraud_training_set")
+    python = store.get_training_set(
+        "labels", ["customer_spend:avg_amount_30d", "customer_spend:txn_count_7d",
+                   "merchant_risk:*"], spine_timestamp="scored_at")
+    key = lambda r: r["transaction_id"]  # noqa: E731
+    assert sorted(model.to_pylist(), key=key) == sorted(python.to_pylist(), key=key)
+    assert "fraud_model" in [s.name for s in store.registry.services]
+
+
+def test_macro_error_names_the_missing_key(project: Path) -> None:
+    (project / "models" / "bad.sql").write_text(
+        "select * from {{ dbt_features.training_set(ref('fa'), ['fb:fb_str'], "
+        "spine_timestamp='a_ts') }}\n")
+    try:
+        import subprocess
+
+        from conftest import DBT
+
+        done = subprocess.run([DBT, "run", "--select", "bad", "--project-dir", str(project),
+                               "--profiles-dir", str(project)], capture_output=True, text=True)
+        assert done.returncode != 0
+        assert "has no column 'b_key', the join key of feature view 'fb'" in done.stdout
+    finally:
+        (project / "models" / "bad.sql").unlink()

@@ -19,10 +19,12 @@ tries again, so the server recovers by itself.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -82,6 +84,9 @@ class FeatureServer:
         self.max_body = max_body
         self.max_entities = max_entities
         self.metrics = Metrics()
+        self.offload: ThreadPoolExecutor | None = None
+        """The alternative measured by tests/benchmarks/bench_http.py: handlers on one worker
+        thread (the ``OnlineStore`` is not shared between threads) instead of inline."""
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         self._closed_until = 0.0
         self._features_body = json.dumps(_registry_json(registry)).encode()
@@ -115,8 +120,12 @@ class FeatureServer:
                     raise HTTPError(405, "bad_request", f"{path} takes {allowed[0]}, not {scope['method']}.")
                 raise HTTPError(404, "not_found", f"no endpoint {path}: this server has "
                                 "POST /get-online-features, GET /health, /features and /metrics.")
-            body = await self._body(receive, headers) if scope["method"] == "POST" else b""
-            status, out_headers, payload = handler(body)
+            body = await self._body(receive) if scope["method"] == "POST" else b""
+            if self.offload is None:
+                status, out_headers, payload = handler(body)
+            else:
+                status, out_headers, payload = await asyncio.get_running_loop().run_in_executor(
+                    self.offload, handler, body)
         except HTTPError as exc:
             status, out_headers, error = exc.status, _JSON, exc.reason
             payload = json.dumps({"error": exc.message, "status": exc.status}).encode()
@@ -125,22 +134,22 @@ class FeatureServer:
         await send({"type": "http.response.body", "body": payload})
         self.metrics.observe(endpoint, status, time.perf_counter() - started, error)
 
-    async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            raise HTTPError(413, "too_large", f"request body of {int(length):,} bytes is over "
-                            f"the limit of {self.max_body:,}: send fewer entities per request.")
+    async def _body(self, receive: Receive) -> bytes:
         chunks, size = [], 0
         while True:
             message = await receive()
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
-                raise HTTPError(413, "too_large", f"request body is over the limit of "
-                                f"{self.max_body:,} bytes: send fewer entities per request.")
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
+            if size <= self.max_body:
+                chunks.append(chunk)
+            # An oversized body is read to its end (up to 16 times the limit) and dropped, so
+            # the client reads our 413 instead of a broken pipe.
+            if not message.get("more_body") or size > 16 * self.max_body:
+                break
+        if size > self.max_body:
+            raise HTTPError(413, "too_large", f"request body of {size:,} bytes is over the "
+                            f"limit of {self.max_body:,} bytes: send fewer entities per request.")
+        return b"".join(chunks)
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -392,7 +401,9 @@ def open_server(store: Any, *, token: str | None = None) -> FeatureServer:
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before serving so a taken port is a clear error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the proto
+    # says TCP; without it Nagle + delayed ACK add 40 ms to every keep-alive response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -299,8 +299,8 @@ def _stream(
 SHARD_ROWS = 1_000_000
 """In-process warehouses (DuckDB) read at most about this many rows per pass."""
 IN_PROCESS_SETTINGS = {"duckdb": (("SET memory_limit = '64MB'", "RESET memory_limit"),)}
-"""Session settings (and how to undo them) while syncing from an in-process engine: its
-working memory is ours (DuckDB spills to disk beyond the limit)."""
+"""Session settings (and how to undo them) while syncing a sharded view from an in-process
+engine: its working memory is ours (DuckDB spills to disk beyond the limit)."""
 
 
 def _shards(view: FeatureView, warehouse: Warehouse, from_sql: bool) -> int:
@@ -313,7 +313,7 @@ def _shards(view: FeatureView, warehouse: Warehouse, from_sql: bool) -> int:
 
 
 def _batches(warehouse: Warehouse, sqls: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
-    settings = IN_PROCESS_SETTINGS.get(warehouse.dialect, ())
+    settings = IN_PROCESS_SETTINGS.get(warehouse.dialect, ()) if len(sqls) > 1 else ()
     con = getattr(warehouse, "con", None)
     if con is None:
         settings = ()

@@ -74,6 +74,8 @@ class PipelinedWriter:
         self.conn: Any = self.pool.get_connection()
         self._expect: list[tuple[str, int]] = []
         self.replies: list[Any] = []
+        self._kept = False
+        """Once replies went through redis-py's parser, it may hold buffered bytes: no raw reads."""
 
     def send_sets(self, buffer: memoryview, count: int) -> None:
         """A buffer of ``count`` SET commands (each replies +OK)."""
@@ -98,6 +100,29 @@ class PipelinedWriter:
             self.conn.disconnect()  # unread replies: the connection cannot be reused
         self.pool.release(self.conn)
 
+    def _drain_ok(self, sock: Any, count: int) -> None:
+        """Read ``count`` ``+OK`` replies straight from the socket and compare them in bulk
+        (parsing a million replies one by one costs more than Redis spends on the SETs).
+        Any other reply (an error) is longer, so reading 5 bytes per reply never blocks."""
+        size = len(_OK) * count
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        try:
+            while got < size:
+                n = sock.recv_into(view[got:], size - got)
+                if n == 0:
+                    raise OSError("connection closed by the server")
+                got += n
+        except OSError as exc:
+            self._expect.clear()
+            raise OnlineStoreError(f"reading replies from Redis at {self.where} failed: {exc}") from exc
+        if buffer != _OK * count:
+            self._expect.clear()
+            start = next(i for i in range(0, size, len(_OK)) if buffer[i : i + len(_OK)] != _OK)
+            detail = bytes(buffer[start : start + 200]).split(b"\r\n")[0].decode(errors="replace")
+            raise OnlineStoreError(f"Redis at {self.where} refused a write: {detail.lstrip('-')}")
+
     def _send(self, buffers: list[Any]) -> None:
         try:
             self.conn.send_packed_command(buffers, check_health=False)
@@ -110,6 +135,11 @@ class PipelinedWriter:
 
     def _drain_one(self) -> None:
         kind, count = self._expect.pop(0)
+        sock = getattr(self.conn, "_sock", None)
+        if kind == "ok" and sock is not None and not self._kept:
+            self._drain_ok(sock, count)
+            return
+        self._kept = self._kept or kind == "keep"
         try:
             for _ in range(count):
                 reply = self.conn.read_response(disable_decoding=True)

@@ -136,8 +136,14 @@ def view_timestamp_kind(view: FeatureView, dialect: str) -> str:
     return kind
 
 
-def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str) -> exp.Select:
-    """The whole training-set query: spine columns, then each requested feature, in spine order."""
+def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *,
+                        tie_break: bool = True, ordered: bool = True) -> exp.Select:
+    """The whole training-set query: spine columns, then each requested feature, in spine order.
+
+    For the Python path on DuckDB (measured faster; same result): ``tie_break=False`` leaves
+    out the ``QUALIFY`` of the ASOF shape, so a spine row whose matched time holds several rows
+    comes back several times (the caller sees more rows than spine rows and runs the query
+    again with it); ``ordered=False`` returns the row number instead of sorting by it."""
     quirks = quirks_for(dialect)
     keys = [k.name for j in joins for k in j.view.entity.join_keys]
     carried = list(dict.fromkeys([*spine.columns, *keys]))
@@ -146,18 +152,17 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str) -
         previous = ctes[-1][0]
         if quirks.asof:
             ctes.append((f"match_{index}", _asof_match(previous, carried, join, dialect)))
-            step = _asof_fetch(ctes[-1][0], carried, join, dialect, quirks)
+            step = _asof_fetch(ctes[-1][0], carried, join, dialect, quirks, tie_break)
         else:
             step = _window_step(previous, carried, join, dialect, quirks)
         ctes.append((f"view_{index}", step))
         carried += [out for _, out in join.outputs]
     last = ctes[-1][0]
     outputs = [*spine.columns, *(out for j in joins for _, out in j.outputs)]
-    query = (
-        exp.select(*(_col(c, last) for c in outputs))
-        .from_(_table(last))
-        .order_by(_col(ROW, last))
-    )
+    query = exp.select(*(_col(c, last) for c in ([] if ordered else [ROW]) + outputs))
+    query = query.from_(_table(last))
+    if ordered:
+        query = query.order_by(_col(ROW, last))
     for name, select in ctes:
         query = query.with_(_ident(PREFIX + name), as_=select)
     return query
@@ -178,7 +183,7 @@ def to_sql(query: exp.Expression, dialect: str, *, pretty: bool = False) -> str:
         str(j.args.get("method") or "").upper() == "ASOF" for j in query.find_all(exp.Join)
     ):
         raise AssertionError(f"an ASOF join cannot be rendered for {dialect}")  # a bug of ours
-    return query.sql(dialect=dialect, pretty=pretty, identify=True)
+    return query.sql(dialect=dialect, pretty=pretty, identify=True, copy=False)
 
 
 # -- the pieces --------------------------------------------------------------------------------
@@ -224,7 +229,7 @@ def _asof_match(previous: str, carried: list[str], join: ViewJoin, dialect: str)
 
 
 def _asof_fetch(match: str, carried: list[str], join: ViewJoin, dialect: str,
-                quirks: Quirks) -> exp.Select:
+                quirks: Quirks, tie_break: bool = True) -> exp.Select:
     """DuckDB: the view's rows at the matched time; ties broken as documented."""
     view = join.view
     kind = view_timestamp_kind(view, dialect)
@@ -235,15 +240,15 @@ def _asof_fetch(match: str, carried: list[str], join: ViewJoin, dialect: str,
         partition_by=[_col(ROW, "m")],
         order=exp.Order(expressions=_tie_break(view, quirks)),
     )
-    return (
+    fetch = (
         exp.select(
             *(_col(c, "m") for c in (*carried, ROW, TS)),
             *(exp.alias_(_col(feature, "f"), out, quoted=True) for feature, out in join.outputs),
         )
         .from_(exp.alias_(_table(match), "m", quoted=True))
         .join(exp.alias_(view_table(view), "f", quoted=True), on=exp.and_(*on), join_type="LEFT")
-        .qualify(exp.EQ(this=rank, expression=exp.Literal.number(1)))
     )
+    return fetch.qualify(exp.EQ(this=rank, expression=exp.Literal.number(1))) if tie_break else fetch
 
 
 def _window_step(previous: str, carried: list[str], join: ViewJoin, dialect: str,

@@ -10,6 +10,7 @@ with all its columns. Either way the SQL is the one of ``pit.point_in_time_query
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from .errors import UsageError
 from .registry import Feature, FeatureView, Registry
 from .types import logical_type
 from .warehouse import Relation, Warehouse
+
+log = logging.getLogger(__name__)
 
 SPINE_SUFFIXES = (".parquet", ".pq", ".csv")
 DEFAULT_TIMESTAMPS = ("event_timestamp", "timestamp")
@@ -264,7 +267,7 @@ def narrow_spine(table: pa.Table, joins: Sequence[pit.ViewJoin], timestamp: str,
         column = pc.cast(column, pa.timestamp("us", tz="UTC"))  # same instants, now UTC
     column = pc.cast(column, pa.timestamp("us"), safe=False)  # naive UTC (tz dropped)
     keys = {k.name: k.dtype for j in joins for k in j.view.entity.join_keys}
-    arrays = [pa.array(range(table.num_rows), pa.int64()), column]
+    arrays = [_row_numbers(table.num_rows), column]
     names = [pit.ROW, timestamp]
     for key, dtype in keys.items():
         if key == timestamp:
@@ -272,6 +275,14 @@ def narrow_spine(table: pa.Table, joins: Sequence[pit.ViewJoin], timestamp: str,
         arrays.append(pc.cast(table.column(key), ARROW_TYPES[dtype]))
         names.append(key)
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def _row_numbers(n: int) -> pa.Array:
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with pandas, polars, duckdb's extras
+        return pa.array(range(n), pa.int64())
+    return pa.array(np.arange(n, dtype=np.int64))
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -299,20 +310,48 @@ def get_training_set(
         check_spine(joins, {f.name: arrow_logical(f.type) for f in source.schema}, where,
                     source.column_names)
         narrow = narrow_spine(source, joins, ts, where)
+        result = source
         with wh.spine(narrow) as table:
-            query = pit.point_in_time_query(
-                pit.Spine(table=table, columns=(), timestamp=ts, timestamp_kind=pit.NAIVE,
-                          row_id=pit.ROW),
-                joins, wh.dialect,
-            )
-            found = wh.arrow(pit.to_sql(query, wh.dialect))
-    if found.num_rows != source.num_rows:  # pragma: no cover - would be a bug in the query
-        raise AssertionError(f"{found.num_rows} feature rows for {source.num_rows} spine rows")
-    result = source
-    for join in joins:
-        for feature, out in join.outputs:
-            result = result.append_column(out, _typed(found.column(out), join.view, feature))
+            spine_sql = pit.Spine(table=table, columns=(), timestamp=ts,
+                                  timestamp_kind=pit.NAIVE, row_id=pit.ROW)
+            # One query per view (measured: chaining views in one query costs more, as each
+            # step carries the previous features through its joins); each returns its
+            # features in spine order, put next to the spine's own columns.
+            for join in joins:
+                log.info("Joining %s spine rows with %s ...", f"{source.num_rows:,}", join.view.name)
+                found = _features_of(wh, spine_sql, join, source.num_rows)
+                for feature, out in join.outputs:
+                    result = result.append_column(out, _typed(found.column(out), join.view, feature))
+                del found
     return result
+
+
+def _features_of(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int) -> pa.Table:
+    """One view's features for an uploaded spine, in spine order.
+
+    Measured on DuckDB: the query without its tie-break is faster, and exact whenever it
+    returns one row per spine row (no matched time holds two rows); otherwise it is run again
+    with the tie-break. Rows are put in spine order here (a scatter by row number, cheaper
+    than ORDER BY)."""
+    query = pit.point_in_time_query(spine, [join], wh.dialect, tie_break=False, ordered=False)
+    found = wh.arrow(pit.to_sql(query, wh.dialect))
+    if found.num_rows != n:
+        query = pit.point_in_time_query(spine, [join], wh.dialect, ordered=False)
+        found = wh.arrow(pit.to_sql(query, wh.dialect))
+    if found.num_rows != n:  # pragma: no cover - would be a bug of ours
+        raise AssertionError(f"{found.num_rows} feature rows for {n} spine rows")
+    return found.take(_inverse(found.column(pit.ROW), n))
+
+
+def _inverse(rows: pa.ChunkedArray, n: int) -> pa.Array:
+    """Positions that put rows numbered 0..n-1 back in that order."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        return pc.sort_indices(rows)
+    order = np.empty(n, dtype=np.int64)
+    order[pc.cast(rows, pa.int64()).to_numpy()] = np.arange(n, dtype=np.int64)
+    return pa.array(order)
 
 
 def _model_spine_set(wh: Warehouse, spine: ModelSpine, joins: list[pit.ViewJoin],

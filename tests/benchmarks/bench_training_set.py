@@ -99,10 +99,7 @@ def child(kind: str, views: int, workdir: Path) -> None:
         seconds = []
         for n, name in enumerate(names, start=1):
             t0 = time.perf_counter()
-            table = con.sql(
-                f"select s.*, f.f1, f.f2, f.f3, f.f4, f.f5 from spine_arrow s "  # noqa: S608
-                f"asof left join {name} f on s.e{n} = f.e{n} and s.label_ts >= f.ts"
-            ).to_arrow_table()
+            table = con.sql(raw_join(name, f"e{n}")).to_arrow_table()
             seconds.append(time.perf_counter() - t0)
             assert table.num_rows == spine.num_rows
             del table
@@ -119,6 +116,23 @@ def child(kind: str, views: int, workdir: Path) -> None:
         result = {"seconds": time.perf_counter() - t0}
         assert table.num_rows == spine.num_rows
     print(json.dumps({**result, "peak_mb": _rss_mb(), "base_mb": base}))
+
+
+def raw_join(view: str, key: str) -> str:
+    """The baseline: a bare ASOF LEFT JOIN (no ttl, no tie-break, no ordering)."""
+    from sqlglot import exp
+
+    on = exp.and_(
+        exp.EQ(this=exp.column(key, "s"), expression=exp.column(key, "f")),
+        exp.GTE(this=exp.column("label_ts", "s"), expression=exp.column("ts", "f")),
+    )
+    query = (
+        exp.select(exp.Star(), *(exp.column(f"f{i}", "f") for i in range(1, 6)))
+        .from_(exp.alias_(exp.to_table("spine_arrow"), "s"))
+        .join(exp.alias_(exp.to_table(view), "f"), on=on, join_type="ASOF LEFT")
+    )
+    query.expressions[0].replace(exp.Column(this=exp.Star(), table=exp.to_identifier("s")))
+    return query.sql(dialect="duckdb")
 
 
 def _rss_mb() -> float:

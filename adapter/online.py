@@ -13,6 +13,7 @@ that converts to a dict (Feast's shape) or to Arrow.
 from __future__ import annotations
 
 import time
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -100,6 +101,7 @@ class OnlineStore:
         return cls(registry, config, client, server)
 
     def __post_init__(self) -> None:
+        self._pickers: dict[tuple[int, str], tuple[Any, tuple[int, ...]]] = {}
         self.keys = Keys(self.config.key_prefix)
         self._gen_keys: dict[str, str] = {}
         self._bases: dict[str, str] = {}
@@ -169,10 +171,13 @@ class OnlineStore:
         statuses: list[tuple[Status, ...]] = [()] * width
         events: list[tuple[int | None, ...]] = [()] * width
         for v, vp in enumerate(plan.views):
-            codec, positions = self._codecs[(vp.view.name, self._current[vp.view.name])]
+            gen = self._current[vp.view.name]
+            codec, positions = self._codecs[(vp.view.name, gen)]
+            pick, found = self._picker(vp, gen, positions)
             ttl_us = (vp.view.ttl_seconds or 0) * 1_000_000
             decode = codec.decode
-            decoded: list[list[Any] | None] = [None] * n
+            missing = (None,) * len(found)
+            picked: list[tuple[Any, ...]] = [missing] * n
             stamps: list[int | None] = [None] * n
             status = [Status.NOT_FOUND] * n
             for i, blob in enumerate(blobs[v * n : (v + 1) * n]):
@@ -184,18 +189,29 @@ class OnlineStore:
                     status[i] = Status.EXPIRED  # stored, but outside the ttl: not served
                 else:
                     status[i] = Status.PRESENT
-                    decoded[i] = vals
+                    picked[i] = pick(vals)
             view_status, view_events = tuple(status), tuple(stamps)
-            for name, column in zip(vp.features, vp.columns):
-                pos = positions.get(name)
+            columns = list(zip(*picked)) if found else []
+            for column in vp.columns:
                 events[column] = view_events
-                if pos is None:  # synced before this feature existed: not found
-                    values[column], statuses[column] = (None,) * n, (Status.NOT_FOUND,) * n
-                else:
-                    values[column] = tuple([d[pos] if d is not None else None for d in decoded])
-                    statuses[column] = view_status
+                values[column], statuses[column] = (None,) * n, (Status.NOT_FOUND,) * n
+            for column, value_column in zip(found, columns):
+                values[column], statuses[column] = value_column, view_status
         return OnlineResponse(plan.refs, plan.dtypes, rows, tuple(values), tuple(statuses),
                               tuple(events))
+
+    def _picker(self, vp: "_ViewPlan", gen: str, positions: dict[str, int]) -> tuple[Any, tuple[int, ...]]:
+        """A function taking one decoded value list to the requested features' values (as a
+        tuple), and the response columns it fills (features synced before they existed are
+        left out: not found). Cached per view plan and generation."""
+        key = (id(vp), gen)
+        cached = self._pickers.get(key)
+        if cached is None:
+            pairs = [(positions[f], c) for f, c in zip(vp.features, vp.columns) if f in positions]
+            getter = itemgetter(*(p for p, _ in pairs)) if pairs else (lambda values: ())
+            pick = (lambda values: (getter(values),)) if len(pairs) == 1 else getter
+            cached = self._pickers[key] = (pick, tuple(c for _, c in pairs))
+        return cached
 
     def _refresh(self, views: list[str]) -> None:
         """Learn the current generation and schema of ``views`` (one round trip)."""

@@ -2,12 +2,15 @@
 
 A plain ASGI application (served by uvicorn) so that an existing Feast client, including
 Feast's ``remote`` online store, can point at it unchanged. The wire format is the one Feast's
-Python feature server produces (``MessageToDict`` of its response proto): the requested join
-keys come first in ``metadata.feature_names`` and ``results`` (their values as sent, status
+Python feature server produces (``feast.feature_server_utils.convert_response_to_dict`` of its
+response proto, checked column by column against it in tests): the requested join keys come
+first in ``metadata.feature_names`` and ``results`` (their values as sent, status
 ``PRESENT``, event time the epoch), then each feature with ``values``, ``statuses``
 (``PRESENT``, ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``) and RFC 3339 ``event_timestamps`` (the epoch
 where nothing was found). Feature names are bare (``avg_amount_30d``) or, with
-``full_feature_names``, ``view__feature``.
+``full_feature_names``, ``view__feature``; features keep the request's order (Feast's own
+server orders the features of a view by a Python set, i.e. arbitrarily); non-finite doubles are
+the strings ``NaN``/``Infinity``/``-Infinity``, as Feast sends them.
 
 The registry is loaded once at start; the per-request path is JSON parsing, a cached plan per
 feature list, one Redis MGET (``OnlineStore``) and JSON encoding. Redis calls run inline on the
@@ -25,7 +28,6 @@ import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import redis
@@ -35,8 +37,9 @@ from redis.retry import Retry
 from dbt_features.errors import DbtFeaturesError, OnlineStoreError, UsageError
 from dbt_features.registry import FeatureRef, Registry
 
+from .feast_protocol import HTTPError, Plan, check_entities, feast_response, parse_request
 from .metrics import CONTENT_TYPE, Metrics
-from .online import OnlineResponse, OnlineStore, Status
+from .online import OnlineResponse, OnlineStore
 from .sync import check_servable
 
 MAX_BODY_BYTES = 1 << 20
@@ -45,32 +48,10 @@ REDIS_TIMEOUT_S = 1.0
 """Socket and connect timeout of the server's Redis client: the bound on a 503's latency."""
 BREAKER_COOLDOWN_S = 1.0
 """After Redis failed, answer 503 at once for this long before trying Redis again."""
-EPOCH = "1970-01-01T00:00:00Z"
-_FEAST_STATUS = {s: s.feast for s in Status}
 _JSON = [(b"content-type", b"application/json")]
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class HTTPError(Exception):
-    """An error answered with ``status`` and ``{"error": message}``."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-
-@dataclass(frozen=True)
-class _Plan:
-    refs: tuple[str, ...]
-    """``view:feature`` for ``OnlineStore``, in response order."""
-    names: tuple[str, ...]
-    """The response's feature names (bare, or ``view__feature``)."""
-    keys: tuple[tuple[str, str, str, str], ...]
-    """Join keys needed: (name, logical type, view, entity)."""
 
 
 class FeatureServer:
@@ -87,7 +68,7 @@ class FeatureServer:
         self.offload: ThreadPoolExecutor | None = None
         """The alternative measured by tests/benchmarks/bench_http.py: handlers on one worker
         thread (the ``OnlineStore`` is not shared between threads) instead of inline."""
-        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._plans: dict[tuple[Any, ...], Plan] = {}
         self._closed_until = 0.0
         self._features_body = json.dumps(_registry_json(registry)).encode()
         self._routes: dict[tuple[str, str], Callable[[bytes], tuple[int, list, bytes]]] = {
@@ -129,6 +110,9 @@ class FeatureServer:
         except HTTPError as exc:
             status, out_headers, error = exc.status, _JSON, exc.reason
             payload = json.dumps({"error": exc.message, "status": exc.status}).encode()
+        except DbtFeaturesError as exc:  # any other error of ours: still one JSON message
+            status, out_headers, error = 500, _JSON, "internal"
+            payload = json.dumps({"error": exc.message, "status": 500}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [*out_headers, (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
@@ -154,10 +138,10 @@ class FeatureServer:
     # -- endpoints -------------------------------------------------------------------------
 
     def _get_online_features(self, body: bytes) -> tuple[int, list, bytes]:
-        request = _parse(body)
+        request = parse_request(body)
         plan = self._plan(request)
         entities = request["entities"]
-        n = _check_entities(entities, plan, self.max_entities)
+        n = check_entities(entities, plan, self.max_entities)
         key_names = [k for k in dict.fromkeys(name for name, *_ in plan.keys)]
         columns = [entities[k] for k in key_names]
         rows = [dict(zip(key_names, values)) for values in zip(*columns)]
@@ -165,10 +149,10 @@ class FeatureServer:
         self.metrics.entities += n
         # Feast puts every join key it recognises first, in the request's order.
         shown = [k for k in entities if k in key_names]
-        return 200, _JSON, json.dumps(_feast_response(plan, shown, entities, n, response),
+        return 200, _JSON, json.dumps(feast_response(plan, shown, entities, n, response),
                                     separators=(",", ":")).encode()
 
-    def _read(self, plan: _Plan, rows: list[dict[str, Any]]) -> OnlineResponse:
+    def _read(self, plan: Plan, rows: list[dict[str, Any]]) -> OnlineResponse:
         if time.monotonic() < self._closed_until:
             raise HTTPError(503, "unavailable", f"the online store ({self.online.where}) is "
                             "unreachable; retry shortly (it is retried every "
@@ -215,7 +199,7 @@ class FeatureServer:
 
     # -- planning --------------------------------------------------------------------------
 
-    def _plan(self, request: dict[str, Any]) -> _Plan:
+    def _plan(self, request: dict[str, Any]) -> Plan:
         full = request.get("full_feature_names", False)
         service = request.get("feature_service")
         features = request.get("features")
@@ -228,7 +212,7 @@ class FeatureServer:
             self._plans[cache_key] = plan
         return plan
 
-    def _build_plan(self, features: list[str] | None, service: str | None, full: bool) -> _Plan:
+    def _build_plan(self, features: list[str] | None, service: str | None, full: bool) -> Plan:
         if service is not None:
             try:
                 refs = [f"{v}:*" for v in self.registry.service(service).views]
@@ -259,100 +243,8 @@ class FeatureServer:
             names.append(name)
             for key in view.entity.join_keys:
                 keys.setdefault(key.name, (key.name, key.dtype, view.name, view.entity.name))
-        return _Plan(tuple(f"{v.name}:{f.name}" for v, f in resolved), tuple(names),
+        return Plan(tuple(f"{v.name}:{f.name}" for v, f in resolved), tuple(names),
                      tuple(keys.values()))
-
-
-def _parse(body: bytes) -> dict[str, Any]:
-    """The request, with its shape checked (types of entity values are checked later)."""
-    try:
-        request = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPError(400, "bad_request", f"request body is not JSON ({exc}); send e.g. "
-                        '{"features": ["customer_spend:avg_amount_30d"], '
-                        '"entities": {"customer_id": [1, 2]}}.') from exc
-    if not isinstance(request, dict):
-        raise HTTPError(400, "bad_request", "request body must be a JSON object with "
-                        "\"features\" (or \"feature_service\") and \"entities\".")
-    features, service = request.get("features"), request.get("feature_service")
-    if (features is None) == (service is None):
-        raise HTTPError(400, "bad_request", "give exactly one of \"features\" (a list of "
-                        "\"view:feature\") and \"feature_service\" (the name of an ml exposure).")
-    if features is not None and (not isinstance(features, list) or not features
-                                 or not all(isinstance(f, str) for f in features)):
-        raise HTTPError(400, "bad_request", "\"features\" must be a non-empty list of strings "
-                        "like \"customer_spend:avg_amount_30d\".")
-    if service is not None and not isinstance(service, str):
-        raise HTTPError(400, "bad_request", "\"feature_service\" must be a string.")
-    entities = request.get("entities")
-    if not isinstance(entities, dict) or not entities or not all(
-            isinstance(v, list) for v in entities.values()):
-        raise HTTPError(400, "bad_request", "\"entities\" must be an object of join key -> list "
-                        "of values, e.g. {\"customer_id\": [1, 2]}.")
-    if not isinstance(request.get("full_feature_names", False), bool):
-        raise HTTPError(400, "bad_request", "\"full_feature_names\" must be true or false.")
-    return request
-
-
-def _check_entities(entities: dict[str, list[Any]], plan: _Plan, limit: int) -> int:
-    lengths = {len(v) for v in entities.values()}
-    if len(lengths) != 1:
-        sizes = ", ".join(f"{k}: {len(v)}" for k, v in entities.items())
-        raise HTTPError(400, "bad_request", f"every list in \"entities\" must have the same "
-                        f"length (one value per entity row); got {sizes}.")
-    n = lengths.pop()
-    if n == 0:
-        raise HTTPError(400, "bad_request", "\"entities\" holds no rows: send at least one value.")
-    if n > limit:
-        raise HTTPError(413, "too_large", f"{n:,} entity rows is over the limit of {limit:,} "
-                        "per request: split the request.")
-    for name, dtype, view, entity in plan.keys:
-        column = entities.get(name)
-        if column is None:
-            raise HTTPError(422, "unprocessable", f"\"entities\" has no {name!r}, the join key of "
-                            f"feature view {view!r} (entity {entity}); it has: "
-                            f"{', '.join(entities)}.")
-        want = int if dtype == "int64" else str
-        for i, value in enumerate(column):
-            if type(value) is not want:
-                kind = "integers" if want is int else "strings"
-                raise HTTPError(422, "unprocessable", f"entities.{name}[{i}] is "
-                                f"{json.dumps(value)}; {name} (entity {entity}) is {dtype}: "
-                                f"send {kind}.")
-    return n
-
-
-def _feast_response(plan: _Plan, shown: list[str], entities: dict[str, list[Any]], n: int,
-                    response: OnlineResponse) -> dict[str, Any]:
-    results: list[dict[str, Any]] = [
-        {"values": entities[k], "statuses": ["PRESENT"] * n, "event_timestamps": [EPOCH] * n}
-        for k in shown
-    ]
-    stamps: dict[int, str] = {}
-    for j in range(len(plan.refs)):
-        values = response.values[j]
-        if response.dtypes[j] in ("timestamp", "date"):
-            values = tuple(v.isoformat() if v is not None else None for v in values)
-        results.append({
-            "values": list(values),
-            "statuses": [_FEAST_STATUS[s] for s in response.statuses[j]],
-            "event_timestamps": [EPOCH if us is None else stamps.get(us) or
-                                 stamps.setdefault(us, feast_timestamp(us))
-                                 for us in response.event_us[j]],
-        })
-    return {"metadata": {"feature_names": [*shown, *plan.names]}, "results": results}
-
-
-def feast_timestamp(us: int) -> str:
-    """Microseconds since the epoch as protobuf's JSON Timestamp (what Feast sends): UTC,
-    ``Z``, and 0, 3 or 6 fraction digits."""
-    seconds, fraction = divmod(us, 1_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    if fraction == 0:
-        return base + "Z"
-    if fraction % 1000 == 0:
-        return f"{base}.{fraction // 1000:03d}Z"
-    return f"{base}.{fraction:06d}Z"
 
 
 def _age(last_sync: str | None, now: float) -> float | None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from sqlglot import exp
+from sqlglot.errors import ParseError
 
 from .errors import UsageError
 from .registry import FeatureView
@@ -95,7 +96,7 @@ def timestamp_kind(data_type: str, dialect: str) -> str | None:
         return NAIVE
     try:
         kind = exp.DataType.build(text, dialect=dialect).this
-    except Exception:  # noqa: BLE001 - sqlglot raises several types for unknown spellings
+    except (ParseError, ValueError):
         return None
     T = exp.DataType.Type
     if kind in (T.TIMESTAMPTZ, T.TIMESTAMPLTZ):
@@ -326,5 +327,6 @@ def _table(name: str) -> exp.Table:
 
 
 def _col(name: str, table: str) -> exp.Column:
+    """A quoted column of a one-letter alias (p, f, m, r) or of one of our CTEs (by short name)."""
     table = table if len(table) <= 1 or table.startswith(PREFIX) else PREFIX + table
     return exp.column(name, table=table, quoted=True)

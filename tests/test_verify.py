@@ -143,3 +143,21 @@ def test_bad_options_are_clear_errors(duck_project: Path) -> None:
     assert never.returncode == 1
     assert "'merchant_risk' has never been synced" in never.stderr
     assert "Traceback" not in never.stderr + zero.stderr
+
+
+def test_values_are_compared_with_their_types() -> None:
+    """Pure: exact doubles (NaN equals NaN), no int/float/bool confusion, UTC instants."""
+    from datetime import date, datetime, timezone
+
+    from adapter.verify import _difference
+
+    nan = float("nan")
+    assert _difference(1.5, 1.5, "double") is None and _difference(nan, nan, "double") is None
+    assert _difference(0.1 + 0.2, 0.3, "double") == "value"
+    assert _difference(1.0, 1, "double") == "type"
+    assert _difference(1, 1.0, "int64") == "type" and _difference(1, True, "int64") == "type"
+    assert _difference(True, 1, "bool") == "type"
+    assert _difference(None, None, "string") is None and _difference("a", None, "string") == "value"
+    naive = datetime(2026, 1, 1, 12)
+    assert _difference(naive, naive.replace(tzinfo=timezone.utc), "timestamp") is None
+    assert _difference(date(2026, 1, 1), date(2026, 1, 2), "date") == "value"

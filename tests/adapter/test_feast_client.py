@@ -13,10 +13,13 @@ import pytest
 
 from conftest import DBT_FEATURES, REPO
 from dbt_features.store import FeatureStore
-from http_support import Server
+from http_support import Server, call
 
 FEAST_PYTHON = REPO / ".venv-feast" / "bin" / "python"
 CLIENT = Path(__file__).with_name("feast_client.py")
+FEATURES = ["customer_spend:avg_amount_30d", "customer_spend:avg_amount_7d",
+            "customer_spend:txn_count_7d", "merchant_risk:merchant_txn_count_30d",
+            "merchant_risk:merchant_fraud_rate_30d", "merchant_risk:merchant_category"]
 
 
 @pytest.mark.skipif(not FEAST_PYTHON.exists(),
@@ -28,21 +31,48 @@ def test_feast_remote_client_reads_what_get_prints(duck_project: Path, tmp_path:
         rows = [{"customer_id": c, "merchant_id": m} for c, m in ((1, 3), (2, 4), (42, 7),
                                                                     (999999, 5))]
         requests = [
-            {"features": ["customer_spend:avg_amount_30d", "customer_spend:avg_amount_7d",
-                          "customer_spend:txn_count_7d", "merchant_risk:merchant_txn_count_30d",
-                          "merchant_risk:merchant_fraud_rate_30d",
-                          "merchant_risk:merchant_category"], "entity_rows": rows},
+            {"features": FEATURES, "entity_rows": rows},
             {"feature_service": "fraud_model", "entity_rows": rows, "full_feature_names": True},
         ]
+        # Our raw JSON for requests Feast's own server can answer too (distinct, served
+        # entities: Feast's Python server never reports OUTSIDE_MAX_AGE).
+        golden_requests = [
+            {"features": FEATURES, "entities": {"customer_id": [1, 2, 42, 999999],
+                                                "merchant_id": [3, 4, 7, 5]}},
+            {"features": FEATURES, "entities": {"merchant_id": [8], "customer_id": [9]}},
+        ]
+        golden = []
+        for request in golden_requests:
+            status, response, _ = call(f"{server.url}/get-online-features", request)
+            assert status == 200, response
+            golden.append({"request": request, "response": response})
         done = subprocess.run(
             [str(FEAST_PYTHON), str(CLIENT), server.url, str(tmp_path / "feast_repo"),
-             json.dumps(requests)],
+             json.dumps(requests), json.dumps(golden)],
             capture_output=True, text=True, timeout=300, cwd=tmp_path,
             env={**os.environ, "FEAST_USAGE": "False"})
         assert done.returncode == 0, done.stderr[-3000:]
-        plain, full = json.loads(done.stdout.strip().splitlines()[-1])
+        lines = done.stdout.strip().splitlines()
+        plain, full = json.loads(lines[-2])
+        reference = json.loads(lines[-1])
     finally:
         server.stop()
+
+    # Field for field what Feast's own feature server sends for the same values. Feast orders
+    # the features of one view by a Python set (hash order, different in every process); ours
+    # keep the request's order, one of Feast's possible orders: compare columns by name.
+    for case, feast_json in zip(golden, reference):
+        assert set(case["response"]) == set(feast_json) == {"metadata", "results"}
+        ours = dict(zip(case["response"]["metadata"]["feature_names"], case["response"]["results"]))
+        theirs = dict(zip(feast_json["metadata"]["feature_names"], feast_json["results"]))
+        keys = list(case["request"]["entities"])
+        assert list(ours)[:2] == list(theirs)[:2] == keys  # join keys first, as sent
+        assert set(ours) == set(theirs)
+        for name, column in ours.items():
+            assert column == theirs[name], name
+            assert json.dumps(column) == json.dumps(theirs[name]), name  # 1 is not 1.0
+        assert any(s == "NOT_FOUND" for c in ours.values() for s in c["statuses"]) or len(
+            ours["customer_id"]["values"]) == 1
 
     args = ["customer_spend", "merchant_risk", "--json"]
     for row in rows:

@@ -214,3 +214,15 @@ def _eventually_200(url: str, body: dict) -> dict:
             assert status == 200, data
             return data
         time.sleep(0.2)
+
+
+def test_event_times_are_protobuf_json_timestamps() -> None:
+    """Pure: what Feast's server sends (0, 3 or 6 fraction digits, Z)."""
+    from adapter.feast_protocol import feast_timestamp
+
+    base = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+    assert feast_timestamp(base) == "2026-01-01T00:00:00Z"
+    assert feast_timestamp(base + 123_000) == "2026-01-01T00:00:00.123Z"
+    assert feast_timestamp(base + 123_456) == "2026-01-01T00:00:00.123456Z"
+    assert feast_timestamp(base + 1) == "2026-01-01T00:00:00.000001Z"
+    assert feast_timestamp(0) == EPOCH

@@ -189,6 +189,13 @@ def main() -> None:
                               f"in-process p50 {base[n]:.3f} ms (HTTP/in-process p50 "
                               f"{r['p50_ms'] / base[n]:.1f}x)", flush=True)
                         assert r["errors"] == 0, "errors under load"
+                    for n in (1, 100):  # unloaded latency: one client per process
+                        r = load(port, n, min(seconds, 10.0), 2)
+                        print(f"[{mode}] {n:>3} entities, 2 clients: {r['rps']:,.0f} req/s, p50 "
+                              f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors "
+                              f"{r['errors']} (HTTP/in-process p50 {r['p50_ms'] / base[n]:.1f}x)",
+                              flush=True)
+                        assert r["errors"] == 0, "errors under load"
                     end_rss = rss_mb(server.pid)
                     print(f"[{mode}] server RSS: {start_rss:.1f} MB at start, {end_rss:.1f} MB at end",
                           flush=True)

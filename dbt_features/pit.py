@@ -48,13 +48,14 @@ class Quirks:
     asof: bool = False  # has ASOF LEFT JOIN (DuckDB only: sqlglot passes it through elsewhere)
     string_collation: str | None = None  # collation making string order byte order
     ordered_row_number: bool = False  # ROW_NUMBER() needs an ORDER BY in its window
+    numeric_interval: bool = False  # INTERVAL 60 SECOND (BigQuery), not INTERVAL '60' SECOND
 
 
 QUIRKS: dict[str, Quirks] = {
     "duckdb": Quirks(asof=True),
     "postgres": Quirks(string_collation="C"),
     "snowflake": Quirks(ordered_row_number=True),
-    "bigquery": Quirks(),
+    "bigquery": Quirks(numeric_interval=True),
     "spark": Quirks(ordered_row_number=True),
     "trino": Quirks(),
 }
@@ -144,7 +145,7 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     For the Python path on DuckDB (measured faster; same result): ``tie_break=False`` leaves
     out the ``QUALIFY`` of the ASOF shape, so a spine row whose matched time holds several rows
     comes back several times (the caller sees more rows than spine rows and runs the query
-    again with it); ``ordered=False`` returns the row number instead of sorting by it."""
+    again with it). ``ordered=False`` returns the row number instead of sorting by it."""
     quirks = quirks_for(dialect)
     keys = [k.name for j in joins for k in j.view.entity.join_keys]
     carried = list(dict.fromkeys([*spine.columns, *keys]))
@@ -216,7 +217,8 @@ def _asof_match(previous: str, carried: list[str], join: ViewJoin, dialect: str)
     matched: exp.Expression = _col(TS, "f")
     if view.ttl_seconds:
         matched = exp.Case(
-            ifs=[exp.If(this=_within_ttl(_col(TS, "f"), view), true=_col(TS, "f"))]
+            ifs=[exp.If(this=_within_ttl(_col(TS, "f"), view, QUIRKS["duckdb"]),
+                        true=_col(TS, "f"))]
         )
     return (
         exp.select(*(_col(c, "p") for c in (*carried, ROW, TS)), exp.alias_(matched, MATCH, quoted=True))
@@ -260,7 +262,7 @@ def _window_step(previous: str, carried: list[str], join: ViewJoin, dialect: str
     f_ts = utc(_col(view.timestamp.name, "f"), kind)
     on = _keys_equal(view, "p", "f") + [exp.LTE(this=f_ts, expression=_col(TS, "p"))]
     if view.ttl_seconds:
-        on.append(_within_ttl(f_ts.copy(), view, spine="p"))
+        on.append(_within_ttl(f_ts.copy(), view, quirks))
     order = [exp.Ordered(this=f_ts.copy(), desc=True, nulls_first=False), *_tie_break(view, quirks)]
     rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(ROW, "p")],
                       order=exp.Order(expressions=order))
@@ -297,10 +299,12 @@ def _tie_break(view: FeatureView, quirks: Quirks) -> list[exp.Ordered]:
     return order
 
 
-def _within_ttl(feature_ts: exp.Expression, view: FeatureView, spine: str = "p") -> exp.Expression:
-    interval = exp.Interval(this=exp.Literal.string(str(view.ttl_seconds)),
-                            unit=exp.Var(this="SECOND"))
-    return exp.GTE(this=feature_ts, expression=exp.Sub(this=_col(TS, spine), expression=interval))
+def _within_ttl(feature_ts: exp.Expression, view: FeatureView, quirks: Quirks) -> exp.Expression:
+    """feature time >= spine time - ttl (inclusive)."""
+    seconds = int(view.ttl_seconds or 0)
+    amount = exp.Literal.number(seconds) if quirks.numeric_interval else exp.Literal.string(str(seconds))
+    interval = exp.Interval(this=amount, unit=exp.Var(this="SECOND"))
+    return exp.GTE(this=feature_ts, expression=exp.Sub(this=_col(TS, "p"), expression=interval))
 
 
 def _keys_equal(view: FeatureView, left: str, right: str) -> list[exp.Expression]:

@@ -331,27 +331,14 @@ def _features_of(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int) ->
 
     Measured on DuckDB: the query without its tie-break is faster, and exact whenever it
     returns one row per spine row (no matched time holds two rows); otherwise it is run again
-    with the tie-break. Rows are put in spine order here (a scatter by row number, cheaper
-    than ORDER BY)."""
-    query = pit.point_in_time_query(spine, [join], wh.dialect, tie_break=False, ordered=False)
+    with the tie-break."""
+    query = pit.point_in_time_query(spine, [join], wh.dialect, tie_break=False)
     found = wh.arrow(pit.to_sql(query, wh.dialect))
     if found.num_rows != n:
-        query = pit.point_in_time_query(spine, [join], wh.dialect, ordered=False)
-        found = wh.arrow(pit.to_sql(query, wh.dialect))
+        found = wh.arrow(pit.to_sql(pit.point_in_time_query(spine, [join], wh.dialect), wh.dialect))
     if found.num_rows != n:  # pragma: no cover - would be a bug of ours
         raise AssertionError(f"{found.num_rows} feature rows for {n} spine rows")
-    return found.take(_inverse(found.column(pit.ROW), n))
-
-
-def _inverse(rows: pa.ChunkedArray, n: int) -> pa.Array:
-    """Positions that put rows numbered 0..n-1 back in that order."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover
-        return pc.sort_indices(rows)
-    order = np.empty(n, dtype=np.int64)
-    order[pc.cast(rows, pa.int64()).to_numpy()] = np.arange(n, dtype=np.int64)
-    return pa.array(order)
+    return found
 
 
 def _model_spine_set(wh: Warehouse, spine: ModelSpine, joins: list[pit.ViewJoin],

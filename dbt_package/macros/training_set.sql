@@ -91,7 +91,7 @@ with {{ spine_cte }} as (
         {%- for c in carried %}
         {{ adapter.quote(c) }},
         {%- endfor %}
-        row_number() over () as __dbt_features_row,
+        {{ adapter.dispatch('_dbt_features_row_number', 'dbt_features')(adapter.quote(spine_timestamp)) }} as __dbt_features_row,
         {{ dbt_features._dbt_features_utc(adapter.quote(spine_timestamp), spine_by_name[spine_timestamp].data_type) }} as __dbt_features_ts
     from {{ spine }}
 )
@@ -316,3 +316,25 @@ order by {{ ns.previous }}.__dbt_features_row
 {% macro default___dbt_features_collate() -%}{{ return('') }}{%- endmacro %}
 
 {% macro postgres___dbt_features_collate() -%}{{ return(' collate "C"') }}{%- endmacro %}
+
+{#- Numbering the spine's rows: ROW_NUMBER() needs an ORDER BY on some warehouses. -#}
+
+{% macro default___dbt_features_row_number(timestamp) -%}
+  row_number() over ()
+{%- endmacro %}
+
+{% macro snowflake___dbt_features_row_number(timestamp) -%}
+  row_number() over (order by {{ timestamp }})
+{%- endmacro %}
+
+{% macro spark___dbt_features_row_number(timestamp) -%}
+  row_number() over (order by {{ timestamp }})
+{%- endmacro %}
+
+{% macro databricks___dbt_features_row_number(timestamp) -%}
+  row_number() over (order by {{ timestamp }})
+{%- endmacro %}
+
+{% macro bigquery___dbt_features_seconds(n) -%}
+  interval {{ n }} second
+{%- endmacro %}

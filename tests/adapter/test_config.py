@@ -132,19 +132,24 @@ def test_embedded_server_serves_sync_and_get_then_stops(duck_project: Path, tmp_
     shutil.copytree(duck_project, project, ignore=shutil.ignore_patterns("online_store"))
     monkeypatch.setenv("DBT_FEATURES_SAMPLE_DUCKDB", str(project / "target" / "sample.duckdb"))
     monkeypatch.delenv("DBT_FEATURES_REDIS_URL")
-    result = _cli(project, "sync")
-    assert result.returncode == 0, result.stderr
-    assert "embedded Redis 6.2" in result.stderr and "target/online_store" in result.stderr
-    assert (project / "target" / "online_store" / "dump.rdb").is_file()
-    result = _cli(project, "get", "customer_spend:txn_count_7d", "--entity", "customer_id=1", "--json")
-    assert result.returncode == 0, result.stderr
-    import json
-
-    data = json.loads(result.stdout)
-    assert data["results"][0]["statuses"] == ["present"]
     pidfile = project / "target" / "online_store" / "redis.pid"
-    time.sleep(0.2)
-    assert not pidfile.exists() or not _alive(int(pidfile.read_text()))
+    try:
+        result = _cli(project, "sync")
+        assert result.returncode == 0, result.stderr
+        assert "embedded Redis 6.2" in result.stderr and "target/online_store" in result.stderr
+        assert (project / "target" / "online_store" / "dump.rdb").is_file()
+        result = _cli(project, "get", "customer_spend:txn_count_7d", "--entity", "customer_id=1",
+                      "--json")
+        assert result.returncode == 0, result.stderr
+        import json
+
+        data = json.loads(result.stdout)
+        assert data["results"][0]["statuses"] == ["present"]
+        time.sleep(0.2)
+        assert not pidfile.exists() or not _alive(int(pidfile.read_text()))
+    finally:  # never leave the server of a failed test running
+        if pidfile.exists() and _alive(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), 15)
 
 
 def _alive(pid: int) -> bool:

@@ -28,22 +28,25 @@ $(FEAST_STAMP): tests/adapter/feast_requirements.txt
 	$(FEAST_VENV)/bin/pip install --quiet -r tests/adapter/feast_requirements.txt
 	touch $(FEAST_STAMP)
 
+# The sample data is generated to end today, so that the online store (ttl 30d and 2d) has live
+# values to serve; the tests use the fixed default start date instead.
+START_DATE = $(shell $(PYTHON) -c 'import datetime as d; print(d.date.today() - d.timedelta(days=121))')
+
 demo: $(STAMP)
 	cd $(SAMPLE) && $(DBT) deps --profiles-dir . --quiet
-	cd $(SAMPLE) && $(DBT) run --profiles-dir . --quiet
+	cd $(SAMPLE) && $(DBT) run --profiles-dir . --quiet --vars "{start_date: '$(START_DATE)'}"
 	cd $(SAMPLE) && $(DBT_FEATURES) validate
 	cd $(SAMPLE) && $(DBT_FEATURES) list
 	cd $(SAMPLE) && $(DBT_FEATURES) describe customer_spend:avg_amount_30d
 	cd $(SAMPLE) && $(DBT_FEATURES) training-set --spine labels --spine-timestamp scored_at \
 		--features 'customer_spend:avg_amount_30d,customer_spend:txn_count_7d,merchant_risk:*' \
 		-o target/fraud_training_set.parquet
-	@echo "Online store: rebuild with data ending today (inside the views' ttl), sync, read back"
-	cd $(SAMPLE) && $(DBT) run --profiles-dir . --quiet --vars "{start_date: '$$($(abspath $(BIN)/python) \
-		-c 'import datetime as d; print(d.date.today() - d.timedelta(days=119))')'}"
 	cd $(SAMPLE) && $(DBT_FEATURES) sync
 	cd $(SAMPLE) && $(DBT_FEATURES) get customer_spend merchant_risk:merchant_fraud_rate_30d \
 		--entity customer_id=42,merchant_id=7
-	@echo "Registry written to $(SAMPLE)/target/feature_registry.json"
+	cd $(SAMPLE) && $(DBT_FEATURES) verify --sample 200
+	@echo "Built: $(SAMPLE)/target/sample.duckdb (offline store), $(SAMPLE)/target/feature_registry.json"
+	@echo "       $(SAMPLE)/target/fraud_training_set.parquet, online store in $(SAMPLE)/target/online_store/"
 
 test: $(STAMP) $(FEAST_STAMP) services
 	$(BIN)/pytest -q

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -49,18 +50,27 @@ def run_dbt(project: Path, *args: str, env: dict[str, str] | None = None) -> sub
     return result
 
 
+@contextmanager
+def own_pg_schema(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL schema name; that schema (only ours) is dropped afterwards."""
+    import psycopg2
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        yield schema
+    finally:
+        con = psycopg2.connect(PG_DSN)
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute(f'drop schema if exists "{schema}" cascade')
+        con.close()
+
+
 @pytest.fixture(scope="session")
 def pg_schema() -> Iterator[str]:
     """A PostgreSQL schema of this test session, dropped at the end (only ours)."""
-    import psycopg2
-
-    schema = f"dbt_features_test_{uuid.uuid4().hex[:8]}"
-    yield schema
-    con = psycopg2.connect(PG_DSN)
-    con.autocommit = True
-    with con.cursor() as cur:
-        cur.execute(f'drop schema if exists "{schema}" cascade')
-    con.close()
+    with own_pg_schema("dbt_features_test") as schema:
+        yield schema
 
 
 @pytest.fixture(scope="session")
@@ -135,15 +145,8 @@ def online_env(project: Path, schema: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def online_pg_schema() -> Iterator[str]:
     """The PostgreSQL schema of the online-store tests (dropped at the end: only ours)."""
-    import psycopg2
-
-    schema = f"dbt_features_online_{uuid.uuid4().hex[:8]}"
-    yield schema
-    con = psycopg2.connect(PG_DSN)
-    con.autocommit = True
-    with con.cursor() as cur:
-        cur.execute(f'drop schema if exists "{schema}" cascade')
-    con.close()
+    with own_pg_schema("dbt_features_online") as schema:
+        yield schema
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ this differential test is what keeps the two equal."""
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,7 +14,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pytest
 
-from conftest import PG_DSN, REPO, run_dbt
+from conftest import PG_DSN, REPO, own_pg_schema, run_dbt
 from dbt_features import FeatureStore
 from training_support import BASE, ViewData, reference, write_duckdb, write_postgres
 
@@ -92,15 +91,8 @@ def unordered(rows: list[dict[str, Any]]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def package_schema() -> Iterator[str]:
-    import psycopg2
-
-    schema = f"dbt_features_pkg_{uuid.uuid4().hex[:8]}"
-    yield schema
-    con = psycopg2.connect(PG_DSN)
-    con.autocommit = True
-    with con.cursor() as cur:
-        cur.execute(f'drop schema if exists "{schema}" cascade')
-    con.close()
+    with own_pg_schema("dbt_features_pkg") as schema:
+        yield schema
 
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,18 @@ def run_child(kind: str, project: Path, view: str, env: dict) -> dict:
 # -- reads ---------------------------------------------------------------------------------
 
 
-def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int) -> list[dict]:
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int,
+                rounds: int) -> list[dict]:
+    """Per batch size: ``rounds`` rounds of ``iterations`` requests; within a round every
+    request is timed on both paths back to back, alternating which goes first (ABBA...), so
+    noise (the other core, GC, Redis) hits both alike. Per round p50/p99 of each path; the
+    result is the median over rounds (and the median of the per-round p99 ratios)."""
+    import gc
     import random
 
     import redis
@@ -192,7 +203,6 @@ def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int) ->
     out = []
     for batch in (1, 100):
         rng = random.Random(batch)
-        requests = [[rng.randint(1, small) for _ in range(batch)] for _ in range(iterations)]
 
         def ours(ids: list[int]) -> None:
             store.get_online_features(features, [{"entity_id": i} for i in ids])
@@ -204,20 +214,33 @@ def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int) ->
                 if blob is not None:
                     codecs[views[j // len(ids)]].decode(blob)
 
-        timings: dict[str, list[float]] = {"ours": [], "raw": []}
-        for name, fn in (("ours", ours), ("raw", raw)) * 2:  # interleaved, twice
-            for ids in requests[:50]:
-                fn(ids)  # warm-up
-            for ids in requests:
-                started = time.perf_counter()
-                fn(ids)
-                timings[name].append(time.perf_counter() - started)
-        row = {"entities": batch}
-        for name, values in timings.items():
-            values.sort()
-            row[f"{name}_p50_ms"] = statistics.median(values) * 1000
-            row[f"{name}_p99_ms"] = values[int(len(values) * 0.99)] * 1000
-        row["p99_ratio"] = row["ours_p99_ms"] / row["raw_p99_ms"]
+        paths = {"ours": ours, "raw": raw}
+        per_round: dict[str, list[tuple[float, float]]] = {"ours": [], "raw": []}
+        ratios = []
+        warm = [[rng.randint(1, small) for _ in range(batch)] for _ in range(200)]
+        for ids in warm:
+            ours(ids)
+            raw(ids)
+        for _round in range(rounds):
+            requests = [[rng.randint(1, small) for _ in range(batch)] for _ in range(iterations)]
+            timings: dict[str, list[float]] = {"ours": [], "raw": []}
+            gc.collect()
+            for k, ids in enumerate(requests):
+                order = ("ours", "raw") if k % 2 == 0 else ("raw", "ours")
+                for name in order:
+                    fn = paths[name]
+                    started = time.perf_counter()
+                    fn(ids)
+                    timings[name].append(time.perf_counter() - started)
+            for name, values in timings.items():
+                per_round[name].append((statistics.median(values), _percentile(values, 0.99)))
+            ratios.append(per_round["ours"][-1][1] / per_round["raw"][-1][1])
+        row: dict = {"entities": batch, "rounds": rounds, "iterations": iterations}
+        for name, stats in per_round.items():
+            row[f"{name}_p50_ms"] = statistics.median(p50 for p50, _ in stats) * 1000
+            row[f"{name}_p99_ms"] = statistics.median(p99 for _, p99 in stats) * 1000
+        row["p99_ratio"] = statistics.median(ratios)
+        row["p99_ratios"] = sorted(ratios)
         out.append(row)
     return out
 
@@ -226,7 +249,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entities", type=int, default=1_000_000)
     parser.add_argument("--rows-per-entity", type=int, default=10)
-    parser.add_argument("--reads", type=int, default=2000, help="requests per read measurement")
+    parser.add_argument("--reads", type=int, default=2000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=5, help="read rounds (median reported)")
+    parser.add_argument("--only", choices=("all", "sync", "reads"), default="all")
+    parser.add_argument("--project", type=Path, help="reuse a project built by an earlier run "
+                        "(kept; it must have been built with the same --entities)")
+    parser.add_argument("--keep", action="store_true", help="keep the built project (its path "
+                        "is printed) for --project")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -236,7 +265,7 @@ def main() -> None:
 
     import redis
 
-    root = Path(tempfile.mkdtemp(prefix="bench_online_"))
+    root = args.project.parent if args.project else Path(tempfile.mkdtemp(prefix="bench_online_"))
     prefix = f"bench_online_{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, DBT_FEATURES_REDIS_URL=REDIS_URL, DBT_FEATURES_REDIS_PREFIX=prefix,
                PYTHONPATH=str(REPO))
@@ -244,12 +273,15 @@ def main() -> None:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         started = time.perf_counter()
-        project = build_project(root, args.entities, args.rows_per_entity)
-        print(f"built {args.entities * args.rows_per_entity:,} + "
-              f"{args.entities // 10 * args.rows_per_entity:,} rows with dbt in "
-              f"{time.perf_counter() - started:.1f} s")
+        if args.project:
+            project = args.project.resolve()
+        else:
+            project = build_project(root, args.entities, args.rows_per_entity)
+            print(f"built {args.entities * args.rows_per_entity:,} + "
+                  f"{args.entities // 10 * args.rows_per_entity:,} rows with dbt in "
+                  f"{time.perf_counter() - started:.1f} s  ({project})")
         rows = []
-        for view in ("bench_small", "bench_big"):
+        for view in ("bench_small", "bench_big") if args.only != "reads" else ():
             raw = run_child("raw", project, view, env)
             ours = run_child("sync", project, view, env)
             same = {k: v for k, v in raw["writes"].items() if k != "mset_no_expiry"}
@@ -268,20 +300,30 @@ def main() -> None:
             print(f"  throughput ratio sync/raw            {raw_s / ours['seconds']:7.2f}  (target >= 0.7)")
             mset = raw["query_s"] + raw["writes"]["mset_no_expiry"]
             print(f"  ratio vs query + MSET (no expiries)  {mset / ours['seconds']:7.2f}  (reference)")
-        rss_small, rss_big = rows[0][2]["peak_rss_mb"], rows[1][2]["peak_rss_mb"]
-        print(f"\npeak RSS of sync: {rss_small:.0f} MB at {rows[0][2]['entities']:,} entities, "
-              f"{rss_big:.0f} MB at {rows[1][2]['entities']:,}: ratio {rss_big / rss_small:.2f} "
-              "(target <= 1.2)")
-        print("\nreads over 2 views (10 features each), get_online_features vs raw MGET + decode:")
-        for row in bench_reads(project, prefix, args.entities, args.reads):
+        if rows:
+            rss_small, rss_big = rows[0][2]["peak_rss_mb"], rows[1][2]["peak_rss_mb"]
+            print(f"\npeak RSS of sync: {rss_small:.0f} MB at {rows[0][2]['entities']:,} entities, "
+                  f"{rss_big:.0f} MB at {rows[1][2]['entities']:,}: ratio {rss_big / rss_small:.2f} "
+                  "(target <= 1.2)")
+        if args.only == "sync":
+            return
+        if not rows:  # reads only: sync both views first (untimed)
+            for view in ("bench_small", "bench_big"):
+                run_child("sync", project, view, env)
+        print(f"\nreads over 2 views (10 features each), get_online_features vs raw MGET + "
+              f"decode ({args.rounds} rounds x {args.reads} requests per path, interleaved; "
+              "median over rounds):")
+        for row in bench_reads(project, prefix, args.entities, args.reads, args.rounds):
             print(f"  {row['entities']:>3} entities: ours p50 {row['ours_p50_ms']:.3f} ms, p99 "
                   f"{row['ours_p99_ms']:.3f} ms | raw p50 {row['raw_p50_ms']:.3f} ms, p99 "
-                  f"{row['raw_p99_ms']:.3f} ms | p99 ratio {row['p99_ratio']:.2f} (target <= 1.3)")
+                  f"{row['raw_p99_ms']:.3f} ms | p99 ratio {row['p99_ratio']:.2f} (target <= 1.3; "
+                  f"rounds {', '.join(f'{r:.2f}' for r in row['p99_ratios'])})")
     finally:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=50_000))
         for i in range(0, len(keys), 10_000):
             client.unlink(*keys[i : i + 10_000])
-        shutil.rmtree(root, ignore_errors=True)
+        if not (args.keep or args.project):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import struct
+from operator import itemgetter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Sequence
@@ -203,6 +204,60 @@ class Codec:
                 if flag:
                     values[i] = None
         return head[0], head[1], values
+
+
+    def picker(self, wanted: list[int]) -> Any:
+        """A function of one blob to ``(event_us, *values[wanted])`` (``wanted``: positions in
+        schema order), for reads. Blobs without nulls of schemas without timestamp/date
+        features (whose values need converting) are picked straight from the unpacked fixed
+        part plus the strings; the rest go through ``decode``."""
+        generic_pick = itemgetter(*wanted) if wanted else None
+        n_wanted = len(wanted)
+
+        def generic(blob: bytes) -> tuple[Any, ...]:
+            ets, _cts, values = self.decode(blob)
+            if n_wanted == 0:
+                return (ets,)
+            if n_wanted == 1:
+                return (ets, generic_pick(values))  # type: ignore[misc]
+            return (ets, *generic_pick(values))  # type: ignore[misc]
+
+        if self._converters or not wanted:
+            return generic
+        n = self._n
+        unpack, size = self._unpack, self.struct.size
+        no_nulls = bytes(n)
+        flags = slice(16, 16 + n)
+        # In the unpacked fixed part, values start after event, created and the n null flags.
+        fast_pick = itemgetter(0, *(2 + n + p for p in wanted))
+        strings = len(self.strings)
+        if not strings:
+            def decode(blob: bytes) -> tuple[Any, ...]:
+                if blob[flags] != no_nulls:
+                    return generic(blob)
+                return fast_pick(unpack(blob))
+            return decode
+        u32 = _U32.unpack_from
+        if strings == 1:
+            def decode(blob: bytes) -> tuple[Any, ...]:
+                if blob[flags] != no_nulls:
+                    return generic(blob)
+                (length,) = u32(blob, size)
+                return fast_pick(unpack(blob) + (blob[size + 4 : size + 4 + length].decode(),))
+            return decode
+
+        def decode(blob: bytes) -> tuple[Any, ...]:
+            if blob[flags] != no_nulls:
+                return generic(blob)
+            texts = []
+            offset = size
+            for _ in range(strings):
+                (length,) = u32(blob, offset)
+                offset += 4
+                texts.append(blob[offset : offset + length].decode())
+                offset += length
+            return fast_pick(unpack(blob) + tuple(texts))
+        return decode
 
 
 _U32 = struct.Struct(">I")

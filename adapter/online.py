@@ -44,6 +44,8 @@ class _ViewPlan:
     columns: tuple[int, ...]
     """Where each of ``features`` goes in the response."""
     key_spec: KeySpec
+    group: int
+    """Index of its key spec in ``_Plan.groups``."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,26 @@ class _Plan:
     dtypes: tuple[str, ...]
     views: tuple[_ViewPlan, ...]
     key_groups: dict[KeySpec, tuple[FeatureView, ...]]
+    groups: tuple[tuple[KeySpec, tuple[FeatureView, ...], Any], ...]
+    """Per key spec: its views and, for a single key, ``itemgetter(name)`` and the Python type
+    its values must have exactly (the fast path; anything else is checked one by one)."""
+    names: tuple[str, ...]
+
+
+class _Ready:
+    """What a plan needs per request under the current generations (rebuilt when one of them
+    changes): MGET's leading generation keys, the values they must hold, each view's key base,
+    and each view's reader."""
+
+    __slots__ = ("epoch", "head", "expected", "bases", "readers", "ordered")
+
+    def __init__(self, epoch: int, head: list[str], expected: list[bytes],
+                 bases: tuple[tuple[str, int], ...], readers: tuple[Any, ...]) -> None:
+        self.epoch, self.head, self.expected = epoch, head, expected
+        self.bases, self.readers = bases, readers
+        columns = [c for _, found, absent, _, _ in readers for c in found if not absent]
+        self.ordered = columns == list(range(sum(len(r[3]) for r in readers)))
+        """Every view's columns are all found and follow each other in view order."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +123,12 @@ class OnlineStore:
         return cls(registry, config, client, server)
 
     def __post_init__(self) -> None:
-        self._pickers: dict[tuple[int, str], tuple[Any, tuple[int, ...]]] = {}
         self.keys = Keys(self.config.key_prefix)
         self._gen_keys: dict[str, str] = {}
         self._bases: dict[str, str] = {}
+        self._ready: dict[tuple[str, ...], _Ready] = {}
+        self._epoch = 0
+        """Bumped whenever a view's cached generation changes (every ``_Ready`` goes stale)."""
 
     @property
     def where(self) -> str:
@@ -134,84 +158,98 @@ class OnlineStore:
         (a mapping of join-key name to value)."""
         if isinstance(features, str):
             features = [features]
-        plan = self._plan(tuple(features))
-        rows = tuple(entity_rows)
-        suffixes = {spec: _suffixes(spec, views, rows) for spec, views in plan.key_groups.items()}
-        names = [vp.view.name for vp in plan.views]
+        wanted = features if type(features) is tuple else tuple(features)
+        plan = self._plans.get(wanted) or self._plan(wanted)
+        rows = entity_rows if type(entity_rows) is tuple else tuple(entity_rows)
+        suffixes = [_suffixes(spec, views, fast, rows) for spec, views, fast in plan.groups]
+        ready = self._ready.get(wanted)
         for _attempt in range(5):
-            stale = [n for n in names if n not in self._current]
-            if stale:
-                self._refresh(stale)
-            keys = [self._gen_keys[n] for n in names]
-            for vp in plan.views:
-                base = self._bases[vp.view.name]
-                keys += [base + s for s in suffixes[vp.key_spec]]
+            if ready is None or ready.epoch != self._epoch:
+                ready = self._prepare(wanted, plan)
+            keys = list(ready.head)
+            for base, group in ready.bases:
+                keys += map(base.__add__, suffixes[group])
             try:
                 replies = self.client.mget(keys)
             except (redis.RedisError, OSError) as exc:
                 raise OnlineStoreError(f"reading from Redis at {self.where} failed: {exc}") from exc
-            moved = [n for n, got in zip(names, replies) if got is None or got.decode() != self._current[n]]
-            if not moved:
+            nv = len(ready.head)
+            if replies[:nv] == ready.expected:
                 break
-            for name in moved:  # a full refresh was published (or the view was dropped)
-                del self._current[name]
+            for name, got, want in zip(plan.names, replies, ready.expected):
+                if got != want:  # a full refresh was published (or the view was dropped)
+                    self._current.pop(name, None)
+                    self._epoch += 1
         else:
             raise OnlineStoreError(
                 f"the online store at {self.where} switched generations during 5 reads in a "
                 "row (full refreshes in a loop?); retry."
             )
-        return self._response(plan, rows, replies[len(names):])
+        return self._response(plan, ready, rows, replies, nv)
 
-    def _response(self, plan: "_Plan", rows: tuple[Mapping[str, Any], ...],
-                  blobs: list[bytes | None]) -> OnlineResponse:
-        now_us = int(time.time() * 1_000_000)
+    def _response(self, plan: "_Plan", ready: _Ready, rows: tuple[Mapping[str, Any], ...],
+                  replies: list[bytes | None], offset: int) -> OnlineResponse:
         n = len(rows)
-        width = len(plan.refs)
-        values: list[tuple[Any, ...]] = [()] * width
-        statuses: list[tuple[Status, ...]] = [()] * width
-        events: list[tuple[int | None, ...]] = [()] * width
-        for v, vp in enumerate(plan.views):
-            gen = self._current[vp.view.name]
-            codec, positions = self._codecs[(vp.view.name, gen)]
-            pick, found = self._picker(vp, gen, positions)
-            ttl_us = (vp.view.ttl_seconds or 0) * 1_000_000
-            decode = codec.decode
-            missing = (None,) * len(found)
-            picked: list[tuple[Any, ...]] = [missing] * n
-            stamps: list[int | None] = [None] * n
-            status = [Status.NOT_FOUND] * n
-            for i, blob in enumerate(blobs[v * n : (v + 1) * n]):
-                if blob is None:
-                    continue
-                ets, _cts, vals = decode(blob)
-                stamps[i] = ets
-                if ttl_us and now_us >= ets + ttl_us:
-                    status[i] = Status.EXPIRED  # stored, but outside the ttl: not served
+        ordered = ready.ordered
+        if ordered:  # columns are the views' found features in view order: append
+            values: list[tuple[Any, ...]] = []
+            statuses: list[tuple[Status, ...]] = []
+            events: list[tuple[int | None, ...]] = []
+        else:
+            width = len(plan.refs)
+            values, statuses, events = [()] * width, [()] * width, [()] * width
+        now_us = 0
+        for decode, found, absent, columns, ttl_us in ready.readers:
+            blobs = replies[offset : offset + n]
+            offset += n
+            if ttl_us and not now_us:
+                now_us = int(time.time() * 1_000_000)
+            view_events: tuple[int | None, ...]
+            view_values: list[tuple[Any, ...]]
+            if n and None not in blobs:
+                view_events, *view_values = zip(*map(decode, blobs))
+                if ttl_us and min(view_events) + ttl_us <= now_us:  # type: ignore[type-var]
+                    view_events, view_values, view_status = _slow_view(
+                        decode, blobs, ttl_us, now_us, len(found))
                 else:
-                    status[i] = Status.PRESENT
-                    picked[i] = pick(vals)
-            view_status, view_events = tuple(status), tuple(stamps)
-            columns = list(zip(*picked)) if found else []
-            for column in vp.columns:
+                    view_status = (_PRESENT,) * n
+            else:
+                view_events, view_values, view_status = _slow_view(
+                    decode, blobs, ttl_us, now_us, len(found))
+            if ordered:
+                values += view_values
+                statuses += (view_status,) * len(columns)
+                events += (view_events,) * len(columns)
+                continue
+            for column in columns:
                 events[column] = view_events
-                values[column], statuses[column] = (None,) * n, (Status.NOT_FOUND,) * n
-            for column, value_column in zip(found, columns):
-                values[column], statuses[column] = value_column, view_status
-        return OnlineResponse(plan.refs, plan.dtypes, rows, tuple(values), tuple(statuses),
-                              tuple(events))
+            for column, value_column in zip(found, view_values):
+                values[column] = value_column
+                statuses[column] = view_status
+            for column in absent:
+                values[column], statuses[column] = (None,) * n, (_NOT_FOUND,) * n
+        return OnlineResponse.make(plan.refs, plan.dtypes, rows, tuple(values), tuple(statuses),
+                                   tuple(events))
 
-    def _picker(self, vp: "_ViewPlan", gen: str, positions: dict[str, int]) -> tuple[Any, tuple[int, ...]]:
-        """A function taking one decoded value list to the requested features' values (as a
-        tuple), and the response columns it fills (features synced before they existed are
-        left out: not found). Cached per view plan and generation."""
-        key = (id(vp), gen)
-        cached = self._pickers.get(key)
-        if cached is None:
-            pairs = [(positions[f], c) for f, c in zip(vp.features, vp.columns) if f in positions]
-            getter = itemgetter(*(p for p, _ in pairs)) if pairs else (lambda values: ())
-            pick = (lambda values: (getter(values),)) if len(pairs) == 1 else getter
-            cached = self._pickers[key] = (pick, tuple(c for _, c in pairs))
-        return cached
+    def _prepare(self, wanted: tuple[str, ...], plan: "_Plan") -> _Ready:
+        """Learn the generations not known yet and build the plan's per-request parts."""
+        stale = [name for name in plan.names if name not in self._current]
+        if stale:
+            self._refresh(stale)
+        readers = []
+        for vp in plan.views:
+            name = vp.view.name
+            codec, positions = self._codecs[(name, self._current[name])]
+            readers.append(_reader(vp, codec, positions))
+        ready = _Ready(
+            self._epoch,
+            [self._gen_keys[name] for name in plan.names],
+            [self._current[name].encode() for name in plan.names],
+            tuple((self._bases[vp.view.name], vp.group) for vp in plan.views),
+            tuple(readers),
+        )
+        self._ready[wanted] = ready
+        return ready
 
     def _refresh(self, views: list[str]) -> None:
         """Learn the current generation and schema of ``views`` (one round trip)."""
@@ -243,19 +281,26 @@ class OnlineStore:
             check_servable(view)
             views[view.name] = view
             by_view.setdefault(view.name, []).append((feature.name, column))
+        specs = {
+            name: tuple((k.name, k.dtype) for k in view.entity.join_keys)
+            for name, view in views.items()
+        }
+        groups: dict[KeySpec, tuple[FeatureView, ...]] = {}
+        for name, spec in specs.items():
+            groups[spec] = groups.get(spec, ()) + (views[name],)
+        order = list(groups)
         view_plans = tuple(
             _ViewPlan(views[name], tuple(f for f, _ in items), tuple(c for _, c in items),
-                      tuple((k.name, k.dtype) for k in views[name].entity.join_keys))
+                      specs[name], order.index(specs[name]))
             for name, items in by_view.items()
         )
-        groups: dict[KeySpec, tuple[FeatureView, ...]] = {}
-        for vp in view_plans:
-            groups[vp.key_spec] = groups.get(vp.key_spec, ()) + (vp.view,)
         plan = _Plan(
             refs=tuple(f"{v.name}:{f.name}" for v, f in resolved),
             dtypes=tuple(f.dtype for _, f in resolved),
             views=view_plans,
             key_groups=groups,
+            groups=tuple((spec, members, _fast_key(spec)) for spec, members in groups.items()),
+            names=tuple(vp.view.name for vp in view_plans),
         )
         self._plans[features] = plan
         return plan
@@ -267,6 +312,7 @@ class OnlineStore:
         found = (codec, {name: i for i, name in enumerate(codec.names)})
         self._codecs[(view, gen)] = found
         self._current[view] = gen
+        self._epoch += 1
         self._gen_keys[view] = self.keys.current(view)
         self._bases[view] = f"{self.keys.view_base(view)}{gen}:"
         return found
@@ -311,9 +357,62 @@ def _iso_us(value: str | None) -> str | None:
     return from_micros(int(value)).isoformat() if value else None
 
 
-def _suffixes(spec: KeySpec, views: tuple[FeatureView, ...],
+_PRESENT, _NOT_FOUND, _EXPIRED = Status.PRESENT, Status.NOT_FOUND, Status.EXPIRED
+
+
+def _fast_key(spec: KeySpec) -> tuple[Any, type] | None:
+    if len(spec) != 1:
+        return None
+    name, dtype = spec[0]
+    return itemgetter(name), int if dtype == "int64" else str
+
+
+def _reader(vp: "_ViewPlan", codec: Codec, positions: dict[str, int]) -> tuple[Any, ...]:
+    """``(decode, found, absent, columns, ttl_us)`` for one view under one generation:
+    ``decode`` takes a blob to ``(event_us, value, ...)`` with the values of the requested
+    features the generation holds (``found``: their response columns; features synced before
+    they existed are ``absent``: not found); ``columns`` are all the view's response columns."""
+    pairs = [(positions[f], c) for f, c in zip(vp.features, vp.columns) if f in positions]
+    found = tuple(c for _, c in pairs)
+    absent = tuple(c for c in vp.columns if c not in found)
+    ttl_us = (vp.view.ttl_seconds or 0) * 1_000_000
+    return codec.picker([p for p, _ in pairs]), found, absent, vp.columns, ttl_us
+
+
+def _slow_view(decode: Any, blobs: list[bytes | None], ttl_us: int, now_us: int,
+               width: int) -> tuple[tuple[int | None, ...], list[tuple[Any, ...]],
+                                    tuple[Status, ...]]:
+    """Events, value columns and statuses of one view when some entity is missing or expired."""
+    n = len(blobs)
+    missing = (None,) * width
+    picked: list[tuple[Any, ...]] = [missing] * n
+    stamps: list[int | None] = [None] * n
+    status = [_NOT_FOUND] * n
+    for i, blob in enumerate(blobs):
+        if blob is None:
+            continue
+        ets, *vals = decode(blob)
+        stamps[i] = ets
+        if ttl_us and now_us >= ets + ttl_us:
+            status[i] = _EXPIRED  # stored, but outside the ttl: not served
+        else:
+            status[i] = _PRESENT
+            picked[i] = tuple(vals)
+    columns = list(zip(*picked)) if n else [()] * width
+    return tuple(stamps), columns, tuple(status)
+
+
+def _suffixes(spec: KeySpec, views: tuple[FeatureView, ...], fast: tuple[Any, type] | None,
               rows: tuple[Mapping[str, Any], ...]) -> list[str]:
     """The key suffix of every entity row for views joined on ``spec``, checking key types."""
+    if fast is not None:
+        get, want = fast
+        try:
+            keys = list(map(get, rows))
+        except (KeyError, TypeError, IndexError):
+            keys = None
+        if keys is not None and (not keys or set(map(type, keys)) == {want}):
+            return list(map(str, keys))
     if len(spec) == 1:
         name, dtype = spec[0]
         want = int if dtype == "int64" else str

@@ -23,7 +23,10 @@ class Status(str, Enum):
     @property
     def feast(self) -> str:
         """Feast's name of the status (``PRESENT``, ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``)."""
-        return {"present": "PRESENT", "not_found": "NOT_FOUND", "expired": "OUTSIDE_MAX_AGE"}[self.value]
+        return _FEAST[self.value]
+
+
+_FEAST = {"present": "PRESENT", "not_found": "NOT_FOUND", "expired": "OUTSIDE_MAX_AGE"}
 
 
 _ARROW = {
@@ -44,6 +47,18 @@ class OnlineResponse:
     statuses: tuple[tuple[Status, ...], ...]
     event_us: tuple[tuple[int | None, ...], ...]
     """Event times in microseconds since the epoch (UTC), None where not found."""
+
+    @classmethod
+    def make(cls, features: tuple[str, ...], dtypes: tuple[str, ...],
+             entity_rows: tuple[Mapping[str, Any], ...], values: tuple[tuple[Any, ...], ...],
+             statuses: tuple[tuple[Status, ...], ...],
+             event_us: tuple[tuple[int | None, ...], ...]) -> "OnlineResponse":
+        """The same as the constructor, without the frozen dataclass's per-field
+        ``object.__setattr__`` (it is on every read's path)."""
+        response = object.__new__(cls)
+        response.__dict__.update(features=features, dtypes=dtypes, entity_rows=entity_rows,
+                                 values=values, statuses=statuses, event_us=event_us)
+        return response
 
     @cached_property
     def event_timestamps(self) -> tuple[tuple[datetime | None, ...], ...]:

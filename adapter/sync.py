@@ -298,9 +298,11 @@ def _stream(
 
 SHARD_ROWS = 1_000_000
 """In-process warehouses (DuckDB) read at most about this many rows per pass."""
-IN_PROCESS_SETTINGS = {"duckdb": (("SET memory_limit = '64MB'", "RESET memory_limit"),)}
+IN_PROCESS_SETTINGS = {"duckdb": (("SET memory_limit = '32MB'", "RESET memory_limit"),)}
 """Session settings (and how to undo them) while syncing a sharded view from an in-process
-engine: its working memory is ours (DuckDB spills to disk beyond the limit)."""
+engine: its working memory is ours (DuckDB spills to disk beyond the limit). 32 MB: measured
+at 1M entities (10M rows, 10 shards), peak RSS ~395 MB with 64 MB, ~366 MB with 32 MB, at the
+same speed (threads = 1 saves ~15 MB more but was ~10% slower)."""
 
 
 def _shards(view: FeatureView, warehouse: Warehouse, from_sql: bool) -> int:

@@ -168,7 +168,8 @@ def recent_postgres(tmp_path_factory: pytest.TempPathFactory, online_pg_schema: 
 @pytest.fixture
 def redis_prefix(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """This test's Redis: the real one, under a unique key prefix (set in the environment, as
-    the CLI reads it); only keys under that prefix are deleted afterwards (never FLUSHDB)."""
+    the CLI reads it); only keys under that prefix are deleted afterwards, never the whole
+    database."""
     import redis
 
     prefix = f"dbtf_test_{uuid.uuid4().hex[:10]}"

@@ -14,8 +14,14 @@ entities x 10 rows). Then, each in its own process so peak RSS is its own:
 * ``sync --full-refresh`` of each view (the library call, as the CLI runs it);
 
 and reads of 1 and 100 entities over both views: ``get_online_features`` vs a raw ``MGET``
-of the same keys with the same decoding. Writes go to the real Redis at 127.0.0.1:6379 under
-a unique prefix, deleted at the end.
+of the same keys with the same decoding (``Codec.decode``), after 200 warm-up requests, in
+ROUNDS rounds of READS requests where each request runs on both paths back to back, in
+alternating order; reported: the median over rounds of each path's p50 and p99, and the median
+of the per-round p99 ratios. Writes go to the real Redis at 127.0.0.1:6379 under a unique
+prefix, deleted at the end.
+
+    .venv/bin/python tests/benchmarks/bench_online.py --only reads --entities 100000  # reads
+    .venv/bin/python tests/benchmarks/bench_online.py --only sync    # sync and memory only
 """
 
 from __future__ import annotations

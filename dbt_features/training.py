@@ -23,7 +23,7 @@ from . import pit
 from .definition import closest
 from .errors import UsageError
 from .registry import Feature, FeatureView, Registry
-from .types import logical_type
+from .types import arrow_logical, logical_type
 from .warehouse import Relation, Warehouse
 
 log = logging.getLogger(__name__)
@@ -219,24 +219,6 @@ def check_spine(joins: Sequence[pit.ViewJoin], types: dict[str, str | None], whe
             f"{where} already has column(s) {', '.join(sorted(clash))}, also requested as "
             "features; rename them in the spine or pass --full-feature-names."
         )
-
-
-def arrow_logical(dtype: pa.DataType) -> str | None:
-    if pa.types.is_integer(dtype):
-        return "int64"
-    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
-        return "double"
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
-        return "string"
-    if pa.types.is_dictionary(dtype):
-        return arrow_logical(dtype.value_type)
-    if pa.types.is_boolean(dtype):
-        return "bool"
-    if pa.types.is_timestamp(dtype):
-        return "timestamp"
-    if pa.types.is_date(dtype):
-        return "date"
-    return None
 
 
 def _arrow_kind(dtype: pa.DataType) -> str | None:

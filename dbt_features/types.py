@@ -7,6 +7,7 @@ the online store rely on. A type we cannot map is an error, never a guess.
 
 from __future__ import annotations
 
+import pyarrow as pa
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
@@ -61,3 +62,22 @@ def logical_type(data_type: str, dialect: str) -> str | None:
 
 def is_temporal(dtype: str | None) -> bool:
     return dtype in ("timestamp", "date")
+
+
+def arrow_logical(dtype: pa.DataType) -> str | None:
+    """The logical type of an Arrow column (a spine's, or a result's); None if it has none."""
+    if pa.types.is_integer(dtype):
+        return "int64"
+    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return "double"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+        return "string"
+    if pa.types.is_dictionary(dtype):
+        return arrow_logical(dtype.value_type)
+    if pa.types.is_boolean(dtype):
+        return "bool"
+    if pa.types.is_timestamp(dtype):
+        return "timestamp"
+    if pa.types.is_date(dtype):
+        return "date"
+    return None

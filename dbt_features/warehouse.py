@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from .errors import WarehouseError
 from .project import Project, load_credentials, target_name
+from .types import arrow_logical
 
 # dbt adapter type -> sqlglot dialect.
 DIALECTS = {
@@ -295,19 +296,15 @@ class PostgresWarehouse(Warehouse):
             self.con.autocommit = True
 
 
+_PG_TYPES = {"int64": "bigint", "double": "double precision", "bool": "boolean",
+             "date": "date", "string": "text"}
+
+
 def _pg_type(dtype: pa.DataType) -> str:
     """The PostgreSQL column type for an Arrow type of an uploaded spine."""
-    if pa.types.is_integer(dtype):
-        return "bigint"
-    if pa.types.is_floating(dtype):
-        return "double precision"
-    if pa.types.is_boolean(dtype):
-        return "boolean"
     if pa.types.is_timestamp(dtype):
         return "timestamptz" if dtype.tz else "timestamp"
-    if pa.types.is_date(dtype):
-        return "date"
-    return "text"
+    return _PG_TYPES.get(arrow_logical(dtype) or "", "text")
 
 
 def _to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:

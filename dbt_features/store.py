@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from .build import build_registry
-from .fingerprint import FINGERPRINT_VERSION
 from .diff import RegistryDiff, diff_against_state
-from .state import load_state
 from .errors import ProjectError, UsageError
+from .fingerprint import FINGERPRINT_VERSION
 from .manifest import Manifest, load_manifest
 from .project import DbtOptions, Project, find_project, load_credentials, target_name
 from .registry import REGISTRY_FILE, FeatureRef, FeatureView, Registry
+from .state import load_state
 from .warehouse import Relation, Warehouse, open_warehouse
 
 

@@ -212,12 +212,12 @@ class FeatureStore:
         ``spine``: a pandas/polars DataFrame, an Arrow table, a .parquet/.csv path, or the name
         of a dbt model or source (``source_name.table``; the join then runs in the warehouse).
         ``features``: ``view:feature`` / ``view:*`` references."""
-        from .training import get_training_set
+        from .training import ManifestRelations, get_training_set
 
         return get_training_set(
             self.registry, self.warehouse, spine, features,
             spine_timestamp=spine_timestamp, full_feature_names=full_feature_names,
-            relations=_SpineRelations(self.manifest),
+            relations=ManifestRelations(self.manifest),
         )
 
     def training_sql(
@@ -232,50 +232,13 @@ class FeatureStore:
     ) -> str:
         """The training-set SQL for a spine that is a dbt model or source, in ``dialect``
         (duckdb, postgres, snowflake, bigquery, spark, trino; default: the target's)."""
-        from .training import ModelSpine, plan, training_query_sql
-        from .pit import quirks_for
+        from .training import ManifestRelations, training_sql
 
-        dialect = dialect or self.registry.dialect
-        quirks_for(dialect)
-        joins = plan(self.registry, features, full_feature_names=full_feature_names)
-        relations = _SpineRelations(self.manifest)
-        relation = relations(spine)
-        if relation is None:
-            from .definition import closest
-
-            raise UsageError(
-                f"--spine {spine!r} is not a dbt model or source of this project"
-                f"{closest(spine, relations.names())}; `sql` needs a spine in the warehouse "
-                "(a model name or source_name.table)."
-            )
-        with self.warehouse() as wh:
-            columns = wh.describe(relation)
-        return training_query_sql(ModelSpine(spine, relation), columns, joins, dialect,
-                                  spine_timestamp, pretty=pretty)
-
-
-class _SpineRelations:
-    """Model and source names of the manifest -> where they live (for a spine given by name)."""
-
-    def __init__(self, manifest: Manifest) -> None:
-        self.manifest = manifest
-
-    def _all(self) -> dict[str, Relation]:
-        found: dict[str, Relation] = {}
-        for node in self.manifest.models():
-            found.setdefault(node["name"], Relation(
-                node.get("database"), node.get("schema"), node.get("alias") or node["name"]))
-        for source in self.manifest.data.get("sources", {}).values():
-            found.setdefault(f"{source['source_name']}.{source['name']}", Relation(
-                source.get("database"), source.get("schema"),
-                source.get("identifier") or source["name"]))
-        return found
-
-    def names(self) -> list[str]:
-        return list(self._all())
-
-    def __call__(self, name: str) -> Relation | None:
-        return self._all().get(name)
+        return training_sql(
+            self.registry, self.warehouse, ManifestRelations(self.manifest), spine, features,
+            dialect=dialect, spine_timestamp=spine_timestamp,
+            full_feature_names=full_feature_names, pretty=pretty,
+        )
 
 
 def view_summary(view: FeatureView, *, detail: bool = False) -> dict[str, Any]:

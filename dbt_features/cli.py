@@ -20,20 +20,27 @@ from .registry import FeatureView
 from .store import FeatureStore, view_summary
 
 
-def dbt_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """dbt's own options, with dbt's names and defaults, on every command."""
-    options = [
-        click.option("--project-dir", type=click.Path(file_okay=False), envvar="DBT_PROJECT_DIR",
-                     help="Folder of dbt_project.yml (default: this folder or a parent)."),
-        click.option("--profiles-dir", type=click.Path(file_okay=False), envvar="DBT_PROFILES_DIR",
-                     help="Folder of profiles.yml (default: as dbt: here, then ~/.dbt)."),
-        click.option("--target", "-t", default=None, help="Target in profiles.yml (default: the profile's)."),
-        click.option("--vars", "vars_", default=None, help="dbt vars, as YAML, as for dbt."),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON for machines."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def option_group(*options: Callable[..., Any]) -> Callable[..., Any]:
+    """One decorator applying several click options, in the order listed."""
+
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+# dbt's own options, with dbt's names and defaults, on every command.
+dbt_options = option_group(
+    click.option("--project-dir", type=click.Path(file_okay=False), envvar="DBT_PROJECT_DIR",
+                 help="Folder of dbt_project.yml (default: this folder or a parent)."),
+    click.option("--profiles-dir", type=click.Path(file_okay=False), envvar="DBT_PROFILES_DIR",
+                 help="Folder of profiles.yml (default: as dbt: here, then ~/.dbt)."),
+    click.option("--target", "-t", default=None, help="Target in profiles.yml (default: the profile's)."),
+    click.option("--vars", "vars_", default=None, help="dbt vars, as YAML, as for dbt."),
+    click.option("--json", "as_json", is_flag=True, help="Print JSON for machines."),
+)
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -176,22 +183,18 @@ def diff(project_dir, profiles_dir, target, vars_, as_json, state) -> None:
         sys.exit(result.exit_code)
 
 
-def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The spine and feature options shared by ``training-set`` and ``sql``."""
-    options = [
-        click.option("--spine", required=True,
-                     help="Spine: a .parquet/.csv file, or a dbt model or source (source.table)."),
-        click.option("--spine-timestamp", default=None,
-                     help="Spine column with each row's point in time (default: the column "
-                          "named event_timestamp or timestamp)."),
-        click.option("--features", "-f", "features", required=True, multiple=True,
-                     help="view:feature or view:*, comma-separated; may be repeated."),
-        click.option("--full-feature-names", is_flag=True,
-                     help="Name feature columns view__feature."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+# The spine and feature options shared by ``training-set`` and ``sql``.
+training_options = option_group(
+    click.option("--spine", required=True,
+                 help="Spine: a .parquet/.csv file, or a dbt model or source (source.table)."),
+    click.option("--spine-timestamp", default=None,
+                 help="Spine column with each row's point in time (default: the column "
+                      "named event_timestamp or timestamp)."),
+    click.option("--features", "-f", "features", required=True, multiple=True,
+                 help="view:feature or view:*, comma-separated; may be repeated."),
+    click.option("--full-feature-names", is_flag=True,
+                 help="Name feature columns view__feature."),
+)
 
 
 @main.command("training-set")

@@ -93,6 +93,16 @@ def sample_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return project
 
 
+def add_prod_target(project: Path) -> None:
+    """Give a sample copy a `prod` target: its own DuckDB file (database `prod`), schema
+    `analytics` — another environment, as production's artifacts would be."""
+    profiles = project / "profiles.yml"
+    profiles.write_text(profiles.read_text() + (
+        "\n    prod:\n      type: duckdb\n"
+        f"      path: \"{project / 'prod.duckdb'}\"\n"
+        "      schema: analytics\n      keep_open: false\n      threads: 2\n"))
+
+
 def make_project(root: Path, files: dict[str, str], *, build: bool = True) -> Path:
     """A minimal dbt project on its own DuckDB file, with the given files (path -> text), built
     with a real `dbt run` unless ``build`` is false."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import copy_sample, run_dbt
+from conftest import add_prod_target, copy_sample, run_dbt
 from dbt_features import FeatureStore
 from dbt_features.cli import main
 from dbt_features.diff import compare
@@ -19,14 +19,6 @@ from dbt_features.manifest import read_manifest
 from dbt_features.registry import Column, Registry
 from dbt_features.state import Side
 
-PROD_OUTPUT = """
-    prod:
-      type: duckdb
-      path: "{path}"
-      schema: analytics
-      keep_open: false
-      threads: 2
-"""
 SPEND = Path("models") / "features" / "customer_spend.sql"
 SCHEMA = Path("models") / "schema.yml"
 
@@ -36,8 +28,7 @@ def prod_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Production's artifacts: the sample built into database `prod`, schema `analytics`, with
     the registry dbt-features exported there; copied to a folder of their own, as CI would."""
     project = copy_sample(tmp_path_factory.mktemp("prod") / "sample_project")
-    profiles = project / "profiles.yml"
-    profiles.write_text(profiles.read_text() + PROD_OUTPUT.format(path=project / "prod.duckdb"))
+    add_prod_target(project)
     run_dbt(project, "run", "--target", "prod")
     assert FeatureStore(str(project), target="prod").registry.target == "prod"
     state = project.parent / "prod_artifacts"

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_dbt
+from conftest import add_prod_target, run_dbt
 from dbt_features.fingerprint import Fingerprinter
 from dbt_features.manifest import Manifest, read_manifest
 
@@ -173,14 +173,6 @@ def test_any_layout_and_case_gives_the_same_fingerprints(data: st.DataObject) ->
 
 # End to end: real dbt on copies of the sample project.
 
-PROD_OUTPUT = """
-    prod:
-      type: duckdb
-      path: "{path}"
-      schema: analytics
-      keep_open: false
-      threads: 2
-"""
 
 
 def compiled(project: Path, target_path: str, *args: str) -> Manifest:
@@ -206,8 +198,7 @@ def sample_prints(manifest: Manifest) -> dict[str, str]:
 
 
 def test_sample_project_dev_and_another_database_and_schema_agree(sample_copy: Path) -> None:
-    profiles = sample_copy / "profiles.yml"
-    profiles.write_text(profiles.read_text() + PROD_OUTPUT.format(path=sample_copy / "prod.duckdb"))
+    add_prod_target(sample_copy)
     dev = compiled(sample_copy, "target_dev")
     prod = compiled(sample_copy, "target_prod", "--target", "prod")
     relation = "model.dbt_features_sample.customer_spend"

@@ -14,8 +14,9 @@ of the generation it last saw; if ``P:V:gen`` moved, it reads again with the new
 integers, the string itself for strings); composite keys join their parts with ``:`` after
 escaping ``\\`` and ``:``.
 
-The blob: a big-endian fixed part ``event_us:int64, created_us:int64, one null flag byte per
-feature, the non-string features`` (int64/timestamp microseconds as int64, double as float64,
+The blob: a big-endian fixed part ``event_us:int64, created_us:int64 (NULL: the lowest int64,
+as NULL is the lowest created time in the recency order), one null flag byte per feature, the
+non-string features`` (int64/timestamp microseconds as int64, double as float64,
 bool as one byte, date as int32 days), then each string feature as ``uint32 length + UTF-8``.
 The first 16 bytes let the conditional-write script compare event/created times on the server.
 """
@@ -35,10 +36,23 @@ import pyarrow.compute as pc
 
 from dbt_features.registry import FeatureView
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EPOCH_DATE = date(1970, 1, 1)
-NO_CREATED = 0
+NULL_CREATED = -(2**63)
+MIN_US = -62_135_596_800_000_000
+MAX_US = 253_402_300_799_999_999
+"""Microseconds of 0001-01-01 and 9999-12-31T23:59:59.999999 UTC: what a reader can decode."""
+MIN_DAYS, MAX_DAYS = -719_162, 2_932_896
+
+
+class ValueOutOfRange(ValueError):
+    """A value the blob cannot hold or a reader could not decode (int64 overflow, a timestamp
+    beyond year 9999 such as DuckDB's or PostgreSQL's ``infinity``)."""
+
+    def __init__(self, column: str, value: Any, limit: str) -> None:
+        super().__init__(f"{column}: {value} ({limit})")
+        self.column, self.value, self.limit = column, value, limit
 
 # Logical type -> (struct code, numpy dtype, arrow type the column is cast to first).
 _FIXED: dict[str, tuple[str, str, pa.DataType]] = {
@@ -150,17 +164,19 @@ class Codec:
         and the event times in microseconds (for expiries and watermarks)."""
         rows = batch.num_rows
         rec = np.zeros(rows, dtype=self.record)
-        ets = micros(batch.column(event))
+        ets = _in_range(event, micros(batch.column(event)), MIN_US, MAX_US)
         rec["ets"] = ets
         if created is not None:
-            rec["cts"] = micros(batch.column(created))
+            column = batch.column(created)
+            cts = _in_range(created, micros(column), MIN_US, MAX_US)
+            rec["cts"] = np.where(np.asarray(column.is_null()), NULL_CREATED, cts) if column.null_count else cts
         index = {name: i for i, name in enumerate(self.names)}
         for name in self.names:
             column = batch.column(name)
             if column.null_count:
                 rec[f"n{index[name]}"] = np.asarray(column.is_null(), dtype="u1")
         for i, (name, dtype) in enumerate(self.fixed):
-            rec[f"f{i}"] = _fixed_values(batch.column(name), dtype)
+            rec[f"f{i}"] = _fixed_values(name, batch.column(name), dtype)
         width = self.record.itemsize
         fixed = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(width), rows, [None, pa.py_buffer(rec.tobytes())]
@@ -263,20 +279,39 @@ class Codec:
 _U32 = struct.Struct(">I")
 
 
-def _fixed_values(column: pa.Array, dtype: str) -> np.ndarray:
+def _fixed_values(name: str, column: pa.Array, dtype: str) -> np.ndarray:
     if dtype in ("timestamp",):
-        return micros(column)
+        return _in_range(name, micros(column), MIN_US, MAX_US)
     if pa.types.is_null(column.type):
         return np.zeros(len(column), dtype=_FIXED[dtype][1])
     target = _FIXED[dtype][2]
-    if dtype == "date" and pa.types.is_timestamp(column.type):
-        column = column.cast(pa.timestamp("us")).cast(pa.date32())
-    column = column if column.type == target else column.cast(target)
+    try:
+        if dtype == "date" and pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp("us")).cast(pa.date32())
+        column = column if column.type == target else column.cast(target)
+    except (pa.ArrowInvalid, OverflowError) as exc:
+        raise ValueOutOfRange(name, _extreme(column), f"beyond {dtype}") from exc
     if dtype == "date":
-        column = column.view(pa.int32())
-    elif dtype == "bool":
+        return _in_range(name, np.asarray(pc.fill_null(column.view(pa.int32()), 0)), MIN_DAYS, MAX_DAYS)
+    if dtype == "bool":
         column = column.cast(pa.uint8())
     return np.asarray(pc.fill_null(column, 0).to_numpy(zero_copy_only=False))
+
+
+def _in_range(name: str, values: np.ndarray, low: int, high: int) -> np.ndarray:
+    if len(values) and (values.min() < low or values.max() > high):
+        bad = values[(values < low) | (values > high)][0]
+        raise ValueOutOfRange(name, int(bad), "beyond the years 1 to 9999, e.g. infinity")
+    return values
+
+
+def _extreme(column: pa.Array) -> Any:
+    try:
+        bounds = pc.min_max(column).as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return "a value"
+    low, high = bounds["min"], bounds["max"]
+    return high if high is not None and (low is None or abs(high) >= abs(low)) else low
 
 
 def micros(column: pa.Array) -> np.ndarray:
@@ -314,6 +349,25 @@ def entity_suffix(values: Sequence[Any]) -> str:
     if len(values) == 1:
         return str(values[0])
     return ":".join(_escape(str(v)) for v in values)
+
+
+def parse_entity_suffix(suffix: str, dtypes: Sequence[str]) -> tuple[Any, ...]:
+    """The join-key values of a key's ``ENTITY`` part (the inverse of ``entity_suffix``)."""
+    parts = [suffix] if len(dtypes) == 1 else _split_escaped(suffix)
+    return tuple(int(p) if t == "int64" else p for p, t in zip(parts, dtypes))
+
+
+def _split_escaped(text: str) -> list[str]:
+    parts, current, chars = [], [], iter(text)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    return [*parts, "".join(current)]
 
 
 def _escape(text: str) -> str:

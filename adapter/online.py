@@ -22,6 +22,7 @@ import redis
 from dbt_features.errors import OnlineStoreError, UsageError
 from dbt_features.registry import FeatureRef, FeatureView, Registry
 
+from .eviction import memory_policy
 from .config import EmbeddedServer, OnlineConfig, connect, resolve_config
 from .layout import Codec, Keys, Schema, entity_suffix, from_micros
 from .response import OnlineResponse, Status
@@ -85,7 +86,7 @@ class ViewStatus:
     last_sync: str | None
     last_mode: str | None
     watermark: str | None
-    watermark_created: str | None
+    """Greatest created time (event time without created_timestamp) synced."""
     keys: int | None
     generation: int | None
     fingerprint: str | None
@@ -95,6 +96,8 @@ class ViewStatus:
     """The synced fingerprint is the current definition's."""
     running: str | None
     """The holder of the sync lock, if a sync is running."""
+    warnings: tuple[str, ...] = ()
+    """Keys that may be gone: evicted by Redis, or a published generation without its key."""
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -256,7 +259,7 @@ class OnlineStore:
         try:
             pipe = self.client.pipeline(transaction=False)
             for name in views:
-                pipe.hmget(self.keys.meta(name), "gen", "schema")
+                pipe.hmget(self.keys.meta(name), "gen_id", "schema")
             replies = pipe.execute()
         except (redis.RedisError, OSError) as exc:
             raise OnlineStoreError(f"reading from Redis at {self.where} failed: {exc}") from exc
@@ -264,7 +267,8 @@ class OnlineStore:
             if gen is None or schema is None:
                 raise OnlineStoreError(
                     f"feature view {name!r} has never been synced to the online store "
-                    f"({self.where}): run `dbt-features sync --select {name}`."
+                    f"({self.where}), or the store lost its data: run "
+                    f"`dbt-features sync --select {name}`."
                 )
             self._codec(name, gen.decode(), schema)
 
@@ -306,6 +310,8 @@ class OnlineStore:
         return plan
 
     def _codec(self, view: str, gen: str, schema_text: bytes) -> tuple[Codec, dict[str, int]]:
+        """Cache the codec of generation ``gen`` (its id: number and random tag, never reused,
+        so a codec is never applied to another generation's values)."""
         codec = Codec(Schema.parse(schema_text))
         for key in [k for k in self._codecs if k[0] == view]:
             del self._codecs[key]
@@ -314,7 +320,7 @@ class OnlineStore:
         self._current[view] = gen
         self._epoch += 1
         self._gen_keys[view] = self.keys.current(view)
-        self._bases[view] = f"{self.keys.view_base(view)}{gen}:"
+        self._bases[view] = self.keys.generation(view, gen.split(".")[0])
         return found
 
     # -- status ----------------------------------------------------------------------------
@@ -326,31 +332,37 @@ class OnlineStore:
             for v in chosen:
                 pipe.hgetall(self.keys.meta(v.name))
                 pipe.get(self.keys.lock(v.name))
+                pipe.get(self.keys.current(v.name))
             replies = pipe.execute()
+            policy = memory_policy(self.client)
         except (redis.RedisError, OSError) as exc:
             raise OnlineStoreError(f"reading from Redis at {self.where} failed: {exc}") from exc
-        out = []
-        for i, v in enumerate(chosen):
-            meta = {k.decode(): val.decode() for k, val in replies[2 * i].items()}
-            lock = replies[2 * i + 1]
-            synced = "gen" in meta
-            out.append(
-                ViewStatus(
-                    view=v.name,
-                    synced=synced,
-                    last_sync=meta.get("last_sync"),
-                    last_mode=meta.get("last_mode"),
-                    watermark=_iso_us(meta.get("watermark_us")),
-                    watermark_created=_iso_us(meta.get("watermark_created_us")),
-                    keys=int(meta["keys"]) if "keys" in meta else None,
-                    generation=int(meta["gen"]) if synced else None,
-                    fingerprint=meta.get("fingerprint"),
-                    current_fingerprint=v.fingerprint,
-                    up_to_date=synced and meta.get("fingerprint") == v.fingerprint,
-                    running=lock.decode() if lock else None,
-                )
-            )
-        return out
+        evicted = (
+            f"Redis at {self.where} has evicted {policy.evicted_keys:,} keys since it started "
+            f"({policy.describe()}): served values may be missing; run `dbt-features verify`."
+        ) if policy.evicted_keys else None
+        return [_view_status(v, *replies[3 * i: 3 * i + 3], evicted)
+                for i, v in enumerate(chosen)]
+
+
+def _view_status(view: FeatureView, raw_meta: dict[bytes, bytes], lock: bytes | None,
+                 current: bytes | None, evicted: str | None) -> ViewStatus:
+    meta = {k.decode(): val.decode() for k, val in raw_meta.items()}
+    synced = "gen_id" in meta
+    warnings = [evicted] if evicted and synced else []
+    if synced and current is None:
+        warnings.append(
+            f"{view.name}: its published generation key is missing (evicted or deleted): reads "
+            "fail until `dbt-features sync --full-refresh`.")
+    return ViewStatus(
+        view=view.name, synced=synced, last_sync=meta.get("last_sync"),
+        last_mode=meta.get("last_mode"), watermark=_iso_us(meta.get("watermark_us")),
+        keys=int(meta["keys"]) if "keys" in meta else None,
+        generation=int(meta["gen"]) if synced else None,
+        fingerprint=meta.get("fingerprint"), current_fingerprint=view.fingerprint,
+        up_to_date=synced and meta.get("fingerprint") == view.fingerprint,
+        running=lock.decode() if lock else None, warnings=tuple(warnings),
+    )
 
 
 def _iso_us(value: str | None) -> str | None:

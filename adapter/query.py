@@ -8,19 +8,30 @@ clock and time zone never enter, and the Redis expiries agree with the query.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from dbt_features import pit
 from dbt_features.errors import DefinitionError
 from dbt_features.registry import Column, FeatureView
 from dbt_features.types import logical_type
 
-RANK = "_dbt_features_rank"
 SOURCE = "_dbt_features_source"
 LATEST = "_dbt_features_latest"
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Where the previous sync of a view stopped: its "now" and its watermark, the greatest
+    created time (event time for a view without created_timestamp) among the rows it had
+    settled (event time <= now). ``watermark`` is None when it had settled none."""
+
+    now: datetime
+    watermark: datetime | None
 
 
 def latest_query(
@@ -28,57 +39,162 @@ def latest_query(
     dialect: str,
     now: datetime,
     *,
-    since_event: datetime | None = None,
-    since_created: datetime | None = None,
+    since: Boundary | None = None,
     from_sql: bool = False,
     shard: tuple[int, int] | None = None,
 ) -> str:
-    """SQL selecting, per entity, its latest row with ``event time <= now`` and (with a ttl)
-    ``event time > now - ttl``; for an incremental sync only rows with event (or created)
-    time at or after the watermark (``since_*``) are considered. ``shard=(k, n)`` keeps the
-    entities whose key hash is k modulo n (DuckDB only: see ``SHARDED_DIALECTS``)."""
+    """SQL selecting, per entity, its latest row (``pit.recency_order``) with ``event time <=
+    now`` and (with a ttl) ``event time > now - ttl``. An incremental sync reads only the rows
+    that ``since`` had not settled (``_unsettled``). ``shard=(k, n)`` keeps the entities whose
+    key hash is k modulo n (DuckDB only: see ``SHARDED_DIALECTS``)."""
     assert view.timestamp is not None
     keys = [_col(k.name) for k in view.entity.join_keys]
     ts = view.timestamp
-    order = [exp.Ordered(this=_col(ts.name), desc=True)]
-    if view.created_timestamp is not None:
-        order.append(exp.Ordered(this=_col(view.created_timestamp.name), desc=True))
+    wanted = served_columns(view)
+    rank_name = _fresh_name("_dbt_features_rank", wanted)
     rank = exp.Window(
-        this=exp.RowNumber(), partition_by=keys, order=exp.Order(expressions=order)
+        this=exp.RowNumber(), partition_by=keys,
+        order=exp.Order(expressions=pit.recency_order(view, dialect)),
     )
-    wanted = [
-        k.name for k in view.entity.join_keys
-    ] + [ts.name] + ([view.created_timestamp.name] if view.created_timestamp else []) + [
-        f.name for f in view.features
-    ]
-    conditions: list[exp.Expression] = [
-        *(exp.Not(this=exp.Is(this=k, expression=exp.Null())) for k in keys),
-        exp.Not(this=exp.Is(this=_col(ts.name), expression=exp.Null())),
-        exp.LTE(this=_col(ts.name), expression=_moment(now, ts, dialect)),
-    ]
+    conditions = [*_present(view), exp.LTE(this=_col(ts.name), expression=_moment(now, ts, dialect))]
     if view.ttl_seconds:
         floor = now - timedelta(seconds=view.ttl_seconds)
         conditions.append(exp.GT(this=_col(ts.name), expression=_moment(floor, ts, dialect)))
-    if since_event is not None:
-        conditions.append(exp.GTE(this=_col(ts.name), expression=_moment(since_event, ts, dialect)))
-    if since_created is not None and view.created_timestamp is not None:
-        created = view.created_timestamp
-        conditions.append(
-            exp.GTE(this=_col(created.name), expression=_moment(since_created, created, dialect))
-        )
+    if since is not None:
+        conditions.append(_unsettled(view, dialect, since))
     if shard is not None:
         conditions.append(_shard_condition(keys, dialect, *shard))
     inner = (
-        exp.select(*(_col(n) for n in wanted), exp.alias_(rank, RANK, quoted=True))
+        exp.select(*(_col(n) for n in wanted), exp.alias_(rank, rank_name, quoted=True))
         .from_(_source(view, dialect, from_sql))
         .where(exp.and_(*conditions))
     )
     outer = (
         exp.select(*(_col(n) for n in wanted))
         .from_(inner.subquery(exp.to_identifier(LATEST, quoted=True)))
-        .where(exp.EQ(this=_col(RANK), expression=exp.Literal.number(1)))
+        .where(exp.EQ(this=_col(rank_name), expression=exp.Literal.number(1)))
     )
     return outer.sql(dialect=dialect)
+
+
+def served_columns(view: FeatureView) -> list[str]:
+    """The columns a sync reads: join keys, event time, created time, features."""
+    assert view.timestamp is not None
+    created = [view.created_timestamp.name] if view.created_timestamp else []
+    return [*view.entity.key_names, view.timestamp.name, *created, *(f.name for f in view.features)]
+
+
+def _fresh_name(base: str, taken: list[str]) -> str:
+    """``base``, or ``base_2``, ...: a column name none of the user's columns has."""
+    lowered = {t.lower() for t in taken}
+    name, n = base, 1
+    while name.lower() in lowered:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
+def _present(view: FeatureView) -> list[exp.Expression]:
+    """Rows that can be served at all: every join key and the event time are set."""
+    assert view.timestamp is not None
+    columns = [*view.entity.key_names, view.timestamp.name]
+    return [exp.Not(this=exp.Is(this=_col(c), expression=exp.Null())) for c in columns]
+
+
+def _change_column(view: FeatureView) -> Column:
+    """The column a watermark is kept on: created time if declared, else event time."""
+    column = view.created_timestamp or view.timestamp
+    assert column is not None
+    return column
+
+
+def _settled(view: FeatureView, dialect: str, boundary: Boundary) -> exp.Expression:
+    """Rows the sync at ``boundary`` had taken into account: event time <= its now, and a
+    change time at or below its watermark (or NULL: such rows are always compared)."""
+    assert view.timestamp is not None
+    ts, changed = view.timestamp, _change_column(view)
+    event = exp.LTE(this=_col(ts.name), expression=_moment(boundary.now, ts, dialect))
+    null = exp.Is(this=_col(changed.name), expression=exp.Null())
+    if boundary.watermark is None:
+        return exp.and_(event, null)
+    below = exp.LTE(this=_col(changed.name), expression=_moment(boundary.watermark, changed, dialect))
+    return exp.and_(event, exp.or_(null, below))
+
+
+def _unsettled(view: FeatureView, dialect: str, boundary: Boundary) -> exp.Expression:
+    """Rows new since ``boundary``: a change time above its watermark, or an event time that
+    was still in the future then. Under ``pit.recency_order`` each such row is strictly newer
+    or strictly older than any row the previous sync served, never tied with it."""
+    assert view.timestamp is not None
+    ts, changed = view.timestamp, _change_column(view)
+    future = exp.GT(this=_col(ts.name), expression=_moment(boundary.now, ts, dialect))
+    if boundary.watermark is None:
+        newer: exp.Expression = exp.Not(this=exp.Is(this=_col(changed.name), expression=exp.Null()))
+    else:
+        newer = exp.GT(this=_col(changed.name), expression=_moment(boundary.watermark, changed, dialect))
+    return exp.or_(newer, future)
+
+
+DIGEST_COLUMNS = ("settled_rows", "settled_digest", "rows", "digest", "watermark")
+
+
+def digest_query(view: FeatureView, dialect: str, now: datetime, since: Boundary | None,
+                 *, from_sql: bool = False) -> str:
+    """One aggregate pass over the view's servable rows: row count and order-independent digest
+    (sum of a 64-bit row hash, as text) of the rows ``since`` had settled (NULL without
+    ``since``), the same of every row with event time <= ``now``, and the new watermark.
+
+    Equal digests of the settled rows mean no row the previous sync saw was updated, deleted
+    or joined late: reading the unsettled rows alone then gives what a full refresh would."""
+    assert view.timestamp is not None
+    ts, changed = view.timestamp, _change_column(view)
+    row_hash = _row_hash(view, dialect)
+    settled_now = exp.LTE(this=_col(ts.name), expression=_moment(now, ts, dialect))
+    previous = _settled(view, dialect, since) if since is not None else exp.false()
+    columns = [
+        *_count_and_digest(previous, row_hash),
+        *_count_and_digest(settled_now, row_hash),
+        exp.Max(this=_when(settled_now.copy(), _col(changed.name))),
+    ]
+    return (
+        exp.select(*(exp.alias_(c, n, quoted=True) for c, n in zip(columns, DIGEST_COLUMNS)))
+        .from_(_source(view, dialect, from_sql))
+        .where(exp.and_(*_present(view)))
+        .sql(dialect=dialect)
+    )
+
+
+def _count_and_digest(condition: exp.Expression, row_hash: exp.Expression) -> list[exp.Expression]:
+    total = exp.Sum(this=_when(condition.copy(), row_hash.copy()))
+    return [
+        exp.Count(this=_when(condition.copy(), exp.Literal.number(1))),
+        exp.cast(total, exp.DataType.Type.TEXT),
+    ]
+
+
+def _when(condition: exp.Expression, value: exp.Expression) -> exp.Expression:
+    return exp.Case(ifs=[exp.If(this=condition, true=value)])
+
+
+def _row_hash(view: FeatureView, dialect: str) -> exp.Expression:
+    """A 64-bit hash of every served column of a row, in the engine's own hash function."""
+    columns = [_col(n) for n in served_columns(view)]
+    if dialect not in ROW_HASH:
+        raise DefinitionError(
+            f"incremental sync of {view.name!r} needs a row hash, which dbt-features has for "
+            f"{', '.join(ROW_HASH)} only, not {dialect}."
+        )
+    return ROW_HASH[dialect](columns)
+
+
+ROW_HASH = {
+    "duckdb": lambda cols: exp.Anonymous(this="HASH", expressions=cols),
+    # The row's text form tells NULL from '' and keeps every column's value.
+    "postgres": lambda cols: exp.Anonymous(this="HASHTEXTEXTENDED", expressions=[
+        exp.cast(exp.Anonymous(this="ROW", expressions=cols), exp.DataType.Type.TEXT),
+        exp.Literal.number(0)]),
+}
+"""Dialect -> the row hash of ``digest_query`` (order-independent sums of it detect changes)."""
 
 
 SHARDED_DIALECTS = {"duckdb": "HASH"}

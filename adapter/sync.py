@@ -2,38 +2,39 @@
 
 Per view, under the view's lock:
 
-* **full refresh** (first sync, ``--full-refresh``, or a changed definition): rows go to a new
-  generation; one atomic step publishes it (readers switch from the complete old snapshot to
-  the complete new one), then the old generation is deleted. A sync killed midway leaves its
-  generation recorded as ``pending`` in the view's meta hash; the next sync deletes it.
-* **incremental** (default): only rows at or after the watermark (created time if declared,
-  else event time) are read, and written by a server-side compare: a row never replaces one
-  with a later (event, created) time; equal times replace (a corrected row).
+* **full refresh** (first sync, ``--full-refresh``, a changed definition, or upstream rows
+  that an incremental sync cannot place: see ``sync_plan``): rows go to a new generation; one
+  atomic step publishes it (readers switch from the complete old snapshot to the complete new
+  one), then the old generation is deleted. A sync killed midway leaves its generation
+  recorded as ``pending`` in the view's meta hash; the next sync deletes it.
+* **incremental** (default): only the rows new since the last sync are read, and written by
+  a server-side compare: a row never replaces one with a later (event, created) time.
+  Either way Redis ends up serving what a full refresh would.
 
 Batches stream from the warehouse cursor to Redis: memory does not grow with the table.
 """
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import redis
 
-from dbt_features.errors import DefinitionError, OnlineStoreError
+from dbt_features.errors import DefinitionError, OnlineStoreError, UsageError
 from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
-from .layout import Codec, Keys, Schema, entity_suffixes, from_micros, full_keys, micros
+from .eviction import check_eviction
+from .layout import Codec, ValueOutOfRange, entity_suffixes, from_micros, full_keys
 from .lock import SyncLock
-from .query import SHARDED_DIALECTS, count_query, latest_query
 from .scripts import COMMIT, WRITE_IF_NEWER
+from .sync_plan import SyncPlan, plan_sync
 from .writer import PipelinedWriter, evalsha_commands, set_commands
 
 if TYPE_CHECKING:
@@ -44,6 +45,19 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 32_768
 CONDITIONAL_CHUNK = 500
 Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How ``sync`` runs (one record, passed down as is)."""
+
+    full_refresh: bool = False
+    from_sql: bool = False
+    """Read the models' compiled SQL instead of their relations."""
+    batch_size: int = DEFAULT_BATCH_SIZE
+    allow_eviction: bool = False
+    """Sync even into a Redis whose eviction policy can drop keys (warned about loudly)."""
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True)
@@ -62,8 +76,9 @@ class ViewSync:
     seconds: float
     generation: int
     watermark: str | None
-    watermark_created: str | None
+    """Greatest created time (event time without created_timestamp) taken into account."""
     fingerprint: str
+    warnings: tuple[str, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -83,8 +98,6 @@ class ViewSync:
 
 def check_servable(view: FeatureView) -> None:
     """A view can be synced and read only if it is online and has an event timestamp."""
-    from dbt_features.errors import UsageError
-
     if not view.online:
         raise UsageError(
             f"feature view {view.name!r} ({view.file}) is not online: set `online: true` in its "
@@ -98,143 +111,91 @@ def check_servable(view: FeatureView) -> None:
         )
 
 
-def signature(view: FeatureView, schema: Schema) -> str:
-    """What must not change between incremental syncs of one generation."""
-    text = "\n".join([view.fingerprint, schema.text(), str(view.ttl_seconds or 0)])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def sync_views(
-    store: "FeatureStore",
-    select: str | None = None,
-    *,
-    full_refresh: bool = False,
-    from_sql: bool = False,
-    batch_size: int | None = None,
-    progress: Progress | None = None,
+    store: "FeatureStore", select: str | None = None, options: SyncOptions = SyncOptions()
 ) -> list[ViewSync]:
     """Sync every online view matching ``select`` (a dbt selector), one after the other,
     through one warehouse connection (the dbt profile's)."""
-    from dbt_features.errors import UsageError
-
-    chosen = store.select(select)
-    if select:
-        offline = [v.name for v in chosen if not v.online]
-        if offline and len(offline) == len(chosen):
-            raise UsageError(
-                f"--select {select!r} matches only feature views that are not online "
-                f"({', '.join(offline)}): set `online: true` in their config.meta.feature_store."
-            )
-    views = [v for v in chosen if v.online]
-    if not views:
-        raise UsageError(
-            "no online feature views to sync"
-            + (f" match --select {select!r}" if select else "")
-            + ": mark a view with `online: true` in its config.meta.feature_store."
-        )
-    if batch_size is not None and batch_size < 1:
-        raise UsageError(f"--batch-size must be a positive number of rows, not {batch_size}.")
+    views = online_views(store.select(select), select, "sync")
+    if options.batch_size < 1:
+        raise UsageError(f"--batch-size must be a positive number of rows, not {options.batch_size}.")
     for view in views:
         check_servable(view)
     online = store.online
-    results = []
+    warning = check_eviction(online.client, online.where, allow=options.allow_eviction)
     with store.warehouse() as warehouse:
-        for view in views:
-            results.append(
-                sync_view(online, view, warehouse, full_refresh=full_refresh, from_sql=from_sql,
-                          batch_size=batch_size or DEFAULT_BATCH_SIZE, progress=progress)
-            )
+        results = [sync_view(online, view, warehouse, options) for view in views]
+    if warning:
+        results = [replace(r, warnings=(warning, *r.warnings)) for r in results]
     return results
+
+
+def online_views(chosen: list[FeatureView], select: str | None, verb: str) -> list[FeatureView]:
+    """The online views among ``chosen``, or a usage error saying why there are none."""
+    views = [v for v in chosen if v.online]
+    if views:
+        return views
+    offline = [v.name for v in chosen]
+    if select and offline:
+        raise UsageError(
+            f"--select {select!r} matches only feature views that are not online "
+            f"({', '.join(offline)}): set `online: true` in their config.meta.feature_store."
+        )
+    raise UsageError(
+        f"no online feature views to {verb}"
+        + (f" match --select {select!r}" if select else "")
+        + ": mark a view with `online: true` in its config.meta.feature_store."
+    )
 
 
 def sync_view(
     online: "OnlineStore",
     view: FeatureView,
     warehouse: Warehouse,
+    options: SyncOptions = SyncOptions(),
     *,
-    full_refresh: bool = False,
-    from_sql: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
     now: datetime | None = None,
-    progress: Progress | None = None,
 ) -> ViewSync:
+    """Sync one view under its lock: decide full or incremental (``plan_sync``), stream the
+    rows, then publish the results in one step."""
     check_servable(view)
-    client, keys = online.client, online.keys
     started = time.perf_counter()
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    schema = Schema.of(view)
-    sig = signature(view, schema)
-    meta_key = keys.meta(view.name)
     try:
-        with SyncLock(client, keys.lock(view.name), view.name) as lock:
-            meta = _meta(client, meta_key)
+        with SyncLock(online.client, online.keys.lock(view.name), view.name) as lock:
+            meta = _meta(online.client, online.keys.meta(view.name))
             drop_dead_generations(online, view.name, meta)
-            current = meta.get("gen")
-            if full_refresh:
-                mode, reason = "full", "--full-refresh"
-            elif current is None:
-                mode, reason = "full", "first sync"
-            elif meta.get("signature") != sig:
-                mode, reason = "full", "definition changed since the last sync"
-            else:
-                mode, reason = "incremental", "new rows since the watermark"
-            wm_event = _int(meta.get("watermark_us")) if mode == "incremental" else None
-            wm_created = _int(meta.get("watermark_created_us")) if mode == "incremental" else None
-            since_created = from_micros(wm_created) if wm_created and view.created_timestamp else None
-            since_event = from_micros(wm_event) if wm_event and since_created is None else None
-            shards = _shards(view, warehouse, from_sql)
-            sqls = [
-                latest_query(
-                    view, warehouse.dialect, now, since_event=since_event,
-                    since_created=since_created, from_sql=from_sql,
-                    shard=(k, shards) if shards > 1 else None,
-                )
-                for k in range(shards)
-            ]
-            if mode == "full":
-                gen = int(client.hincrby(meta_key, "gen_seq", 1))
-                client.hset(meta_key, mapping={"pending": gen, "pending_started": now.isoformat()})
-            else:
-                gen = int(current)  # type: ignore[arg-type]
-            stats = _stream(online, view, warehouse, sqls, schema, gen, mode, batch_size, lock, progress)
-            n_keys = stats.rows if mode == "full" else _int(meta.get("keys")) or 0
-            n_keys += stats.created if mode == "incremental" else 0
-            wm = max(filter(None, [stats.max_event, wm_event]), default=None)
-            wmc = max(filter(None, [stats.max_created, wm_created]), default=None)
-            fields: dict[str, Any] = {
-                "last_sync": now.isoformat(timespec="seconds"),
-                "last_mode": mode,
-                "keys": n_keys,
-                "fingerprint": view.fingerprint,
-                "signature": sig,
-                "ttl_seconds": view.ttl_seconds or 0,
-            }
-            if wm:
-                fields["watermark_us"] = wm
-            if wmc:
-                fields["watermark_created_us"] = wmc
-            drop: list[str] = []
-            if mode == "full":
-                fields |= {"gen": gen, "schema": schema.text()}
-                if current is not None:
-                    fields["retired"] = current
-                drop = ["pending", "pending_started"]
-                if not wm:
-                    drop += ["watermark_us"]
-                if not wmc:
-                    drop += ["watermark_created_us"]
-            publish = str(gen) if mode == "full" else ""
-            _commit(client, keys, view.name, lock.token, publish, fields, drop)
-            if mode == "full" and current is not None:
-                drop_generation(online, view.name, current)
-                client.hdel(meta_key, "retired")
+            plan = plan_sync(view, warehouse, meta, now, full_refresh=options.full_refresh,
+                             from_sql=options.from_sql)
+            gen = _generation(online, view.name, plan, now)
+            stats = _stream(online, view, warehouse, plan, gen, options, lock)
+            keys = stats.rows if plan.full else (_int(meta.get("keys")) or 0) + stats.created
+            _commit(online, view, lock.token, plan, gen, keys)
+            if plan.full and plan.previous_gen is not None:
+                drop_generation(online, view.name, plan.previous_gen)
+                online.client.hdel(online.keys.meta(view.name), "retired")
     except (redis.RedisError, OSError) as exc:
         raise OnlineStoreError(f"sync of {view.name!r} to Redis at {online.where} failed: {exc}") from exc
     return ViewSync(
-        view=view.name, mode=mode, reason=reason, entities=stats.rows, written=stats.written,
-        keys=n_keys, seconds=time.perf_counter() - started, generation=gen,
-        watermark=_iso(wm), watermark_created=_iso(wmc), fingerprint=view.fingerprint,
+        view=view.name, mode="full" if plan.full else "incremental", reason=plan.reason,
+        entities=stats.rows, written=stats.written, keys=keys,
+        seconds=time.perf_counter() - started, generation=int(gen.split(".")[0]),
+        watermark=_iso(plan.state.watermark_us), fingerprint=view.fingerprint,
     )
+
+
+def _generation(online: "OnlineStore", view: str, plan: SyncPlan, now: datetime) -> str:
+    """The generation id written to: a new one for a full refresh (its number never repeats,
+    even after Redis lost the meta hash, and a random tag makes the id unique), else the
+    current one."""
+    if not plan.full:
+        return plan.current_id
+    meta_key = online.keys.meta(view)
+    online.client.hsetnx(meta_key, "gen_seq", int(now.timestamp()))
+    number = int(online.client.hincrby(meta_key, "gen_seq", 1))
+    gen = f"{number}.{secrets.token_hex(3)}"
+    online.client.hset(meta_key, mapping={"pending": number, "pending_started": now.isoformat()})
+    return gen
 
 
 @dataclass
@@ -242,27 +203,23 @@ class _Stats:
     rows: int = 0
     written: int = 0
     created: int = 0
-    max_event: int | None = None
-    max_created: int | None = None
 
 
 def _stream(
-    online: "OnlineStore", view: FeatureView, warehouse: Warehouse, sqls: list[str], schema: Schema,
-    gen: int, mode: str, batch_size: int, lock: SyncLock, progress: Progress | None,
+    online: "OnlineStore", view: FeatureView, warehouse: Warehouse, plan: SyncPlan, gen: str,
+    options: SyncOptions, lock: SyncLock,
 ) -> _Stats:
     assert view.timestamp is not None
-    codec = Codec(schema)
-    event = view.timestamp.name
+    codec = Codec(plan.schema)
     created = view.created_timestamp.name if view.created_timestamp else None
-    key_names = view.entity.key_names
-    prefix = online.keys.generation(view.name, gen)
+    prefix = online.keys.generation(view.name, gen.split(".")[0])
     ttl_ms = (view.ttl_seconds or 0) * 1000
-    sha = online.client.script_load(WRITE_IF_NEWER) if mode == "incremental" else ""
+    sha = "" if plan.full else online.client.script_load(WRITE_IF_NEWER)
     stats = _Stats()
     writer = PipelinedWriter(online.client, online.where)
     broken = True
     try:
-        for batch in _batches(warehouse, sqls, batch_size):
+        for batch in _batches(warehouse, plan.queries, options.batch_size):
             if lock.lost:
                 raise OnlineStoreError(
                     f"sync of {view.name!r} lost its lock (Redis unreachable for "
@@ -270,23 +227,18 @@ def _stream(
                 )
             if batch.num_rows == 0:
                 continue
-            blobs, ets = codec.encode(batch, event, created)
-            entity_keys = full_keys(prefix, entity_suffixes(batch, key_names))
+            blobs, ets = _encode(codec, batch, view, created)
+            entity_keys = full_keys(prefix, entity_suffixes(batch, view.entity.key_names))
             pxat = pa.array(ets // 1000 + ttl_ms).cast(pa.string()) if ttl_ms else None
-            if mode == "full":
+            if plan.full:
                 writer.send_sets(set_commands(entity_keys, blobs, pxat), batch.num_rows)
                 stats.written += batch.num_rows
             else:
                 pxat = pxat if pxat is not None else pa.array(["0"] * batch.num_rows)
-                writer.send_commands(
-                    evalsha_commands(sha, entity_keys, blobs, pxat, CONDITIONAL_CHUNK)
-                )
+                writer.send_commands(evalsha_commands(sha, entity_keys, blobs, pxat, CONDITIONAL_CHUNK))
             stats.rows += batch.num_rows
-            stats.max_event = _max(stats.max_event, ets)
-            if created is not None:
-                stats.max_created = _max(stats.max_created, _created_us(batch.column(created)))
-            if progress is not None:
-                progress(view.name, stats.rows)
+            if options.progress is not None:
+                options.progress(view.name, stats.rows)
         for created_n, written_n in writer.flush():
             stats.created += int(created_n)
             stats.written += int(written_n)
@@ -296,8 +248,18 @@ def _stream(
     return stats
 
 
-SHARD_ROWS = 1_000_000
-"""In-process warehouses (DuckDB) read at most about this many rows per pass."""
+def _encode(codec: Codec, batch: pa.RecordBatch, view: FeatureView,
+            created: str | None) -> tuple[pa.Array, np.ndarray]:
+    assert view.timestamp is not None
+    try:
+        return codec.encode(batch, view.timestamp.name, created)
+    except ValueOutOfRange as exc:
+        raise DefinitionError(
+            f"feature view {view.name!r} ({view.file}): column {exc.column!r} holds {exc.value}, "
+            f"which the online store cannot hold ({exc.limit}); cast or clamp it in the model."
+        ) from exc
+
+
 IN_PROCESS_SETTINGS = {"duckdb": (("SET memory_limit = '32MB'", "RESET memory_limit"),)}
 """Session settings (and how to undo them) while syncing a sharded view from an in-process
 engine: its working memory is ours (DuckDB spills to disk beyond the limit). 32 MB: measured
@@ -305,16 +267,7 @@ at 1M entities (10M rows, 10 shards), peak RSS ~395 MB with 64 MB, ~366 MB with 
 same speed (threads = 1 saves ~15 MB more but was ~10% slower)."""
 
 
-def _shards(view: FeatureView, warehouse: Warehouse, from_sql: bool) -> int:
-    """How many hash shards to read a view in: 1 unless the engine runs in this process and
-    the relation is big (then the peak memory stays that of ~SHARD_ROWS rows)."""
-    if warehouse.dialect not in SHARDED_DIALECTS or from_sql or view.materialized == "ephemeral":
-        return 1
-    rows = warehouse.arrow(count_query(view, warehouse.dialect)).column(0)[0].as_py() or 0
-    return max(1, -(-int(rows) // SHARD_ROWS))
-
-
-def _batches(warehouse: Warehouse, sqls: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+def _batches(warehouse: Warehouse, sqls: tuple[str, ...], batch_size: int) -> Iterator[pa.RecordBatch]:
     settings = IN_PROCESS_SETTINGS.get(warehouse.dialect, ()) if len(sqls) > 1 else ()
     con = getattr(warehouse, "con", None)
     if con is None:
@@ -329,30 +282,29 @@ def _batches(warehouse: Warehouse, sqls: list[str], batch_size: int) -> Iterator
             con.execute(undo)  # type: ignore[union-attr]
 
 
-def _created_us(column: pa.Array) -> np.ndarray:
-    valid = column.filter(pc.is_valid(column)) if column.null_count else column
-    return micros(valid)
-
-
-def _max(current: int | None, values: np.ndarray) -> int | None:
-    if len(values) == 0:
-        return current
-    top = int(values.max())
-    return top if current is None else max(current, top)
-
-
-def _commit(
-    client: redis.Redis, keys: Keys, view: str, token: str, publish: str,
-    fields: dict[str, Any], drop: list[str],
-) -> None:
-    """Publish the sync's results (and generation ``publish``, if any) in one step, only if
-    this sync still holds the lock."""
+def _commit(online: "OnlineStore", view: FeatureView, token: str, plan: SyncPlan, gen: str,
+            keys: int) -> None:
+    """Publish the sync's results (and, for a full refresh, its generation) in one step, only
+    if this sync still holds the lock."""
+    fields: dict[str, Any] = {"keys": keys, "fingerprint": view.fingerprint,
+                              "signature": plan.signature, "ttl_seconds": view.ttl_seconds or 0,
+                              "last_mode": "full" if plan.full else "incremental",
+                              "last_sync": _iso(plan.state.now_us, "seconds"),
+                              **plan.state.fields()}
+    drop: list[str] = []
+    if plan.full:
+        fields |= {"gen": gen.split(".")[0], "gen_id": gen, "schema": plan.schema.text()}
+        if plan.previous_gen is not None:
+            fields["retired"] = plan.previous_gen
+        drop = ["pending", "pending_started", *plan.state.absent()]
     flat: list[Any] = []
     for name, value in fields.items():
         flat += [name, value]
+    keys_ = online.keys
     try:
-        client.eval(COMMIT, 3, keys.meta(view), keys.lock(view), keys.current(view), token,
-                    publish, len(fields), *flat, *drop)
+        online.client.eval(COMMIT, 3, keys_.meta(view.name), keys_.lock(view.name),
+                           keys_.current(view.name), token, gen if plan.full else "",
+                           len(fields), *flat, *drop)
     except redis.ResponseError as exc:
         if "LOCKLOST" in str(exc):
             raise OnlineStoreError(
@@ -397,7 +349,7 @@ def _int(value: str | None) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
-def _iso(us: int | None) -> str | None:
-    return from_micros(us).isoformat() if us else None
+def _iso(us: int | None, timespec: str = "auto") -> str | None:
+    return from_micros(us).isoformat(timespec=timespec) if us is not None else None
 
 

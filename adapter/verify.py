@@ -1,7 +1,8 @@
 """Skew verification: does the online store serve what the offline definition says, now?
 
 For each online view: sample entity keys from its relation (a sqlglot query, deterministic for
-a seed), compute their values "as of now" with the training-set engine
+a seed) and keys from the online store (an entity served online but gone offline is skew too),
+compute their values "as of now" with the training-set engine
 (``dbt_features.training.get_training_set``, a spine of the sampled keys at one instant), read
 the same entities from the online store, and compare value by value, with their types.
 
@@ -36,11 +37,16 @@ from dbt_features import pit
 from dbt_features.errors import UsageError
 from dbt_features.registry import Feature, FeatureView, Registry
 
-from .layout import from_micros, to_micros
+from dbt_features.warehouse import Warehouse
+
+from .layout import from_micros, parse_entity_suffix, to_micros
 from .online import Status
+from .sync import online_views
 
 if TYPE_CHECKING:
     from dbt_features.store import FeatureStore
+
+    from .online import OnlineStore
 
 DEFAULT_SAMPLE = 1000
 READ_BATCH = 1000
@@ -81,6 +87,9 @@ class ViewCheck:
 
     view: str
     sampled: int
+    """Entities compared: the offline sample and the online keys it lacked."""
+    online_only: int
+    """Entities sampled from the online store that the offline sample did not have."""
     compared: int
     """Values compared (entities x features)."""
     served: int
@@ -98,7 +107,8 @@ class ViewCheck:
     def summary(self) -> str:
         state = "OK" if not self.mismatched else "MISMATCH"
         pending = f", {self.pending:,} pending (newer than the last sync)" if self.pending else ""
-        return (f"{self.view}: {state}: {self.sampled:,} entities, {self.compared:,} values "
+        extra = f" ({self.online_only:,} only from the online store)" if self.online_only else ""
+        return (f"{self.view}: {state}: {self.sampled:,} entities{extra}, {self.compared:,} values "
                 f"compared, {self.mismatched:,} mismatched ({self.served:,} served by both, "
                 f"{self.absent:,} by neither{pending}); last sync {self.last_sync or 'never'}, "
                 f"{self.seconds:.2f} s")
@@ -148,30 +158,64 @@ class VerifyReport:
 def verify(store: "FeatureStore", select: str | None = None, *, sample: int = DEFAULT_SAMPLE,
            seed: int = 0, progress: Progress | None = None) -> VerifyReport:
     """Compare offline and online values of up to ``sample`` entities per online view."""
+    views = online_views(store.select(select), select, "verify")
+    return verify_views(views, store.registry, store.online, store.warehouse, sample=sample,
+                        seed=seed, progress=progress)
+
+
+def verify_views(views: list[FeatureView], registry: Registry, online: "OnlineStore",
+                 warehouse: Callable[[], Warehouse], *, sample: int = DEFAULT_SAMPLE,
+                 seed: int = 0, now: datetime | None = None,
+                 progress: Progress | None = None) -> VerifyReport:
+    """Check both sides of each view: up to ``sample`` entities sampled from the offline
+    relation and up to ``sample`` keys the online store holds (an entity served online but
+    gone offline is a mismatch), each compared value by value as of ``now``."""
     if sample < 1:
         raise UsageError(f"--sample {sample}: sample at least 1 entity per view.")
-    views = [v for v in store.select(select) if v.online]
-    if not views:
-        where = f" matching --select {select!r}" if select else ""
-        raise UsageError(f"no online feature views{where}: mark a view online "
-                         "(config.meta.feature_store.online: true) and sync it.")
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    states = {s.view: s for s in store.online.status(views)}
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    states = {s.view: s for s in online.status(views)}
     checks = []
     for view in views:
         started = time.perf_counter()
-        if progress:
-            progress(view.name, "sampling keys")
-        with store.warehouse() as wh:
-            keys = wh.arrow(sample_sql(view, wh.dialect, sample, seed))
-        if progress:
-            progress(view.name, f"{keys.num_rows:,} keys: computing offline values")
-        offline = _offline(store, view, keys, now)
-        if progress:
-            progress(view.name, "reading online values")
-        checks.append(_compare(store, view, keys, offline, now, states.get(view.name),
-                               time.perf_counter() - started))
+        say = (lambda step: progress(view.name, step)) if progress else (lambda step: None)
+        say("sampling keys")
+        with warehouse() as wh:
+            offline_keys = wh.arrow(sample_sql(view, wh.dialect, sample, seed))
+        keys = _union(view, offline_keys, sample_online_keys(online, view, sample))
+        say(f"{keys.num_rows:,} keys: computing offline values")
+        offline = _offline(registry, warehouse, view, keys, now)
+        say("reading online values")
+        check = _compare(online, view, keys, offline, now, states.get(view.name),
+                         time.perf_counter() - started)
+        checks.append(replace(check, online_only=keys.num_rows - offline_keys.num_rows))
     return VerifyReport(now.isoformat(), sample, seed, tuple(checks))
+
+
+def sample_online_keys(online: "OnlineStore", view: FeatureView, sample: int) -> list[tuple[Any, ...]]:
+    """Up to ``sample`` entity keys of the generation the online store serves (SCAN order)."""
+    gen = online.client.get(online.keys.current(view.name))
+    if gen is None:
+        return []
+    number = gen.decode().split(".")[0]
+    base = online.keys.generation(view.name, number)
+    dtypes = [k.dtype for k in view.entity.join_keys]
+    found: list[tuple[Any, ...]] = []
+    pattern = online.keys.generation_pattern(view.name, number)
+    for key in online.client.scan_iter(match=pattern, count=10_000):
+        found.append(parse_entity_suffix(key.decode()[len(base):], dtypes))
+        if len(found) >= sample:
+            break
+    return found
+
+
+def _union(view: FeatureView, offline: pa.Table, online: list[tuple[Any, ...]]) -> pa.Table:
+    """The offline sample, then the online keys it lacks, as one table of join keys."""
+    names = list(view.entity.key_names)
+    rows = [tuple(r[n] for n in names) for r in offline.select(names).to_pylist()]
+    rows += [r for r in dict.fromkeys(online) if r not in set(rows)]
+    types = [pa.int64() if k.dtype == "int64" else pa.string() for k in view.entity.join_keys]
+    columns = [pa.array([r[i] for r in rows], t) for i, t in enumerate(types)]
+    return pa.Table.from_arrays(columns, names=names)
 
 
 def sample_sql(view: FeatureView, dialect: str, sample: int, seed: int) -> str:
@@ -193,7 +237,8 @@ def sample_sql(view: FeatureView, dialect: str, sample: int, seed: int) -> str:
     return query.sql(dialect=dialect)
 
 
-def _offline(store: "FeatureStore", view: FeatureView, keys: pa.Table, now: datetime) -> pa.Table:
+def _offline(registry: Registry, warehouse: Callable[[], Warehouse], view: FeatureView,
+             keys: pa.Table, now: datetime) -> pa.Table:
     """The training-set engine on a spine of ``keys`` at ``now``; the view's timestamp column
     rides along as one more feature so the matched row's event time comes from the same join."""
     from dbt_features.training import get_training_set
@@ -202,15 +247,15 @@ def _offline(store: "FeatureStore", view: FeatureView, keys: pa.Table, now: date
     ts = view.timestamp
     with_ts = replace(view, features=view.features + (
         Feature(ts.name, ts.dtype, ts.data_type, None, ""),))
-    registry: Registry = replace(store.registry, views=tuple(
-        with_ts if v.name == view.name else v for v in store.registry.views))
+    registry = replace(registry, views=tuple(
+        with_ts if v.name == view.name else v for v in registry.views))
     moment = now.astimezone(timezone.utc).replace(tzinfo=None)
     spine = keys.append_column(AS_OF, pa.array([moment] * keys.num_rows, pa.timestamp("us")))
-    return get_training_set(registry, store.warehouse, spine, [f"{view.name}:*"],
+    return get_training_set(registry, warehouse, spine, [f"{view.name}:*"],
                             spine_timestamp=AS_OF, full_feature_names=True)
 
 
-def _compare(store: "FeatureStore", view: FeatureView, keys: pa.Table, offline: pa.Table,
+def _compare(online: "OnlineStore", view: FeatureView, keys: pa.Table, offline: pa.Table,
              now: datetime, state: Any, seconds: float) -> ViewCheck:
     names = list(view.entity.key_names)
     rows = keys.select(names).to_pylist()
@@ -219,7 +264,7 @@ def _compare(store: "FeatureStore", view: FeatureView, keys: pa.Table, offline: 
     values: list[list[Any]] = [[] for _ in refs]
     events: list[list[int | None]] = [[] for _ in refs]
     for start in range(0, len(rows), READ_BATCH):
-        response = store.online.get_online_features(refs, rows[start:start + READ_BATCH])
+        response = online.get_online_features(refs, rows[start:start + READ_BATCH])
         for j in range(len(refs)):
             statuses[j] += response.statuses[j]
             values[j] += response.values[j]
@@ -261,7 +306,7 @@ def _compare(store: "FeatureStore", view: FeatureView, keys: pa.Table, offline: 
                     view.name, rows[i], feature.name, kind, off, values[j][i], status.feast,
                     None if off_us is None else from_micros(off_us).isoformat(),
                     None if on_us is None else from_micros(on_us).isoformat()))
-    return ViewCheck(view.name, len(rows), len(rows) * len(refs), served, absent, pending,
+    return ViewCheck(view.name, len(rows), 0, len(rows) * len(refs), served, absent, pending,
                      mismatched, state.last_sync if state is not None else None, seconds,
                      tuple(found))
 

@@ -263,9 +263,8 @@ def _window_step(previous: str, carried: list[str], join: ViewJoin, dialect: str
     on = _keys_equal(view, "p", "f") + [exp.LTE(this=f_ts, expression=_col(TS, "p"))]
     if view.ttl_seconds:
         on.append(_within_ttl(f_ts.copy(), view, quirks))
-    order = [exp.Ordered(this=f_ts.copy(), desc=True, nulls_first=False), *_tie_break(view, quirks)]
     rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(ROW, "p")],
-                      order=exp.Order(expressions=order))
+                      order=exp.Order(expressions=recency_order(view, dialect, "f")))
     inner_cols = [*carried, ROW, TS]
     inner = (
         exp.select(
@@ -284,14 +283,25 @@ def _window_step(previous: str, carried: list[str], join: ViewJoin, dialect: str
     )
 
 
-def _tie_break(view: FeatureView, quirks: Quirks) -> list[exp.Ordered]:
+def recency_order(view: FeatureView, dialect: str, table: str | None = None) -> list[exp.Ordered]:
+    """The one total order of a view's rows that decides which row is "the latest": greatest
+    event time, then greatest created time (NULL lowest), then greatest feature values in
+    declared order (NULL lowest, strings by code point). Training sets (every dialect, the dbt
+    macro) and the online sync rank with it, so both sides pick the same row."""
+    assert view.timestamp is not None
+    event = utc(_col(view.timestamp.name, table), view_timestamp_kind(view, dialect))
+    quirks = QUIRKS.get(dialect, Quirks())
+    return [exp.Ordered(this=event, desc=True, nulls_first=False), *_tie_break(view, quirks, table)]
+
+
+def _tie_break(view: FeatureView, quirks: Quirks, table: str | None = "f") -> list[exp.Ordered]:
     """Greatest created_timestamp, then greatest feature values (declared order); NULL lowest."""
     order: list[exp.Ordered] = []
     if view.created_timestamp is not None:
-        order.append(exp.Ordered(this=_col(view.created_timestamp.name, "f"), desc=True,
+        order.append(exp.Ordered(this=_col(view.created_timestamp.name, table), desc=True,
                                  nulls_first=False))
     for feature in view.features:
-        value: exp.Expression = _col(feature.name, "f")
+        value: exp.Expression = _col(feature.name, table)
         if feature.dtype == "string" and quirks.string_collation:
             value = exp.Collate(this=value, expression=exp.Identifier(
                 this=quirks.string_collation, quoted=True))
@@ -330,7 +340,9 @@ def _table(name: str) -> exp.Table:
     return exp.table_(_ident(PREFIX + name if not name.startswith(PREFIX) else name))
 
 
-def _col(name: str, table: str) -> exp.Column:
-    """A quoted column of a one-letter alias (p, f, m, r) or of one of our CTEs (by short name)."""
-    table = table if len(table) <= 1 or table.startswith(PREFIX) else PREFIX + table
+def _col(name: str, table: str | None) -> exp.Column:
+    """A quoted column of a one-letter alias (p, f, m, r), of one of our CTEs (by short name),
+    or of no table at all."""
+    if table is not None and len(table) > 1 and not table.startswith(PREFIX):
+        table = PREFIX + table
     return exp.column(name, table=table, quoted=True)

@@ -45,7 +45,7 @@ def test_a_clean_sync_verifies_on_postgres(pg_project: Path) -> None:
     store.sync()
     report = store.verify(sample=200)
     assert report.exit_code == 0, report.format()
-    assert all(c.sampled == min(200, {"customer_spend": 500, "merchant_risk": 40}[c.view])
+    assert all(c.sampled - c.online_only == min(200, {"customer_spend": 500, "merchant_risk": 40}[c.view])
                for c in report.views)
     assert sum(c.served for c in report.views) > 100
 
@@ -116,6 +116,31 @@ def test_a_model_rebuilt_but_not_synced_is_caught(recent_duckdb: Path, tmp_path:
     assert {m.feature for m in check.mismatches} == {"txn_count_7d"}
     assert {m.kind for m in check.mismatches} == {"value"}
     assert all(m.offline == m.online + 1 for m in check.mismatches)
+
+
+def test_an_entity_deleted_upstream_but_still_served_is_caught(recent_duckdb: Path, tmp_path: Path,
+                                                                redis_prefix: str, monkeypatch) -> None:
+    """verify samples the online keys too: an entity served online but gone offline is skew,
+    until the next sync (a full refresh: rows it had seen were deleted) removes it."""
+    project = tmp_path / "p"
+    shutil.copytree(recent_duckdb, project)
+    db = project / "target" / "sample.duckdb"
+    monkeypatch.setenv("DBT_FEATURES_SAMPLE_DUCKDB", str(db))
+    store = FeatureStore(project_dir=str(project))
+    store.sync("merchant_risk")
+    import duckdb
+
+    con = duckdb.connect(str(db))
+    con.execute("delete from main.merchant_risk where merchant_id = 5")
+    con.close()
+    check = store.verify(select="merchant_risk").views[0]
+    assert check.mismatched == 3 and check.online_only == 1
+    assert {(m.entity["merchant_id"], m.kind) for m in check.mismatches} == {(5, "not_offline")}
+    result = store.sync("merchant_risk")[0]
+    assert result.mode == "full" and "deleted" in result.reason
+    got = store.get_online_features(["merchant_risk:*"], [{"merchant_id": 5}])
+    assert {s.value for s in got.statuses[0]} == {"not_found"}
+    assert store.verify(select="merchant_risk").exit_code == 0
 
 
 def test_sampling_is_deterministic_sqlglot_sql(duck_project: Path) -> None:

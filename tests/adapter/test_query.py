@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 import sqlglot
 
-from adapter.query import latest_query
+from adapter.query import Boundary, digest_query, latest_query
 from dbt_features.errors import DefinitionError
 from dbt_features.registry import Column, Entity, Feature, FeatureView
 from dbt_features.warehouse import Relation
@@ -31,7 +31,7 @@ VIEW = FeatureView(
 
 @pytest.mark.parametrize("dialect", ["duckdb", "postgres", "snowflake", "bigquery"])
 def test_query_parses_back_in_its_dialect_with_quoted_identifiers(dialect: str) -> None:
-    sql = latest_query(VIEW, dialect, NOW, since_created=NOW)
+    sql = latest_query(VIEW, dialect, NOW, since=Boundary(NOW, NOW))
     tree = sqlglot.parse_one(sql, read=dialect)
     assert tree.find(sqlglot.exp.Window) is not None
     quote = "`" if dialect == "bigquery" else '"'
@@ -39,12 +39,16 @@ def test_query_parses_back_in_its_dialect_with_quoted_identifiers(dialect: str) 
 
 
 def test_ttl_window_watermark_and_now_are_literals() -> None:
-    sql = latest_query(VIEW, "duckdb", NOW, since_created=datetime(2026, 4, 30, tzinfo=timezone.utc))
+    since = Boundary(datetime(2026, 4, 30, 6, tzinfo=timezone.utc), datetime(2026, 4, 30, tzinfo=timezone.utc))
+    sql = latest_query(VIEW, "duckdb", NOW, since=since)
     assert "<= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)" in sql
     assert "> CAST('2026-04-30 12:00:00.000000' AS TIMESTAMP)" in sql  # now - ttl (1 day)
-    # The created column is timestamptz: compared with a UTC-offset literal.
-    assert "\"created\" >= CAST('2026-04-30 00:00:00.000000+00:00' AS TIMESTAMPTZ)" in sql
-    assert 'ORDER BY "at" DESC, "created" DESC' in sql
+    # Rows new since the last sync: created after its watermark (timestamptz: a UTC-offset
+    # literal), or an event time that was still in the future at its "now".
+    assert ("(\"created\" > CAST('2026-04-30 00:00:00.000000+00:00' AS TIMESTAMPTZ) "
+            "OR \"at\" > CAST('2026-04-30 06:00:00.000000' AS TIMESTAMP))") in sql
+    # The one recency order of the training sets: event, created, then the features.
+    assert 'ORDER BY "at" DESC, "created" DESC, "select" DESC' in sql
     no_ttl = latest_query(replace(VIEW, ttl_seconds=None), "duckdb", NOW)
     assert "> CAST" not in no_ttl
 
@@ -62,3 +66,19 @@ def test_missing_or_unparseable_compiled_sql_is_a_clear_error() -> None:
         latest_query(replace(VIEW, compiled_sql=None), "duckdb", NOW, from_sql=True)
     with pytest.raises(DefinitionError, match="cannot be parsed as duckdb"):
         latest_query(replace(VIEW, compiled_sql="select from where ((("), "duckdb", NOW, from_sql=True)
+
+
+def test_a_user_column_named_like_our_rank_column_does_not_collide() -> None:
+    view = replace(VIEW, features=VIEW.features + (Feature("_dbt_features_rank", "int64", "bigint", None, "f2"),))
+    sql = latest_query(view, "duckdb", NOW)
+    assert '"_dbt_features_rank_2" = 1' in sql and 'AS "_dbt_features_rank_2"' in sql
+
+
+def test_digest_compares_what_the_last_sync_settled_and_records_the_new_watermark() -> None:
+    sql = digest_query(VIEW, "postgres", NOW, Boundary(NOW, datetime(2026, 4, 30, tzinfo=timezone.utc)))
+    assert "HASHTEXTEXTENDED(CAST(ROW(" in sql
+    assert ("(\"created\" IS NULL OR \"created\" <= CAST('2026-04-30 00:00:00.000000+00:00' AS "
+            "TIMESTAMPTZ))") in sql
+    assert 'MAX(CASE WHEN "at" <= CAST(\'2026-05-01 12:00:00.000000\' AS TIMESTAMP) THEN "created" END)' in sql
+    first = digest_query(VIEW, "duckdb", NOW, None)
+    assert "CASE WHEN FALSE" in first and "HASH(" in first

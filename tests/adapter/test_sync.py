@@ -58,7 +58,7 @@ def test_full_sync_serves_the_latest_row_per_entity_within_ttl(duck_project: Pat
     status = {s.view: s for s in store.online_status()}
     assert status["customer_spend"].keys == len(expected)
     assert status["customer_spend"].up_to_date and status["customer_spend"].fingerprint
-    assert status["merchant_risk"].watermark_created is not None
+    assert status["merchant_risk"].watermark is not None
 
 
 def test_keys_expire_at_event_time_plus_ttl(duck_project: Path, redis_prefix: str) -> None:
@@ -68,35 +68,44 @@ def test_keys_expire_at_event_time_plus_ttl(duck_project: Path, redis_prefix: st
     event = response.event_timestamps[0][0]
     client = redis.Redis.from_url(REDIS_URL)
     gen = client.hget(Keys(redis_prefix).meta("merchant_risk"), "gen").decode()
+    assert client.get(Keys(redis_prefix).current("merchant_risk")).decode().startswith(gen + ".")
     expire_ms = client.pexpiretime(f"{redis_prefix}:merchant_risk:{gen}:1")
     assert expire_ms == int(event.timestamp() * 1000) + 2 * 86400 * 1000
 
 
-def test_incremental_sync_replaces_corrections_but_never_newer_rows(duck_project: Path,
-                                                                   tmp_path: Path,
-                                                                   monkeypatch) -> None:
+def test_incremental_sync_places_new_rows_and_falls_back_to_a_full_refresh_when_it_cannot(
+        duck_project: Path, tmp_path: Path, monkeypatch) -> None:
     project = tmp_path / "p"
     shutil.copytree(duck_project, project)
     db = project / "target" / "sample.duckdb"
     monkeypatch.setenv("DBT_FEATURES_SAMPLE_DUCKDB", str(db))
     store = FeatureStore(project_dir=str(project))
     store.sync()
-    before = store.get_online_features(["merchant_risk:*"], [{"merchant_id": 1}, {"merchant_id": 2}])
-    latest_1 = before.event_timestamps[0][0].replace(tzinfo=None)
+    refs, rows = ["merchant_risk:merchant_category"], [{"merchant_id": 1}, {"merchant_id": 2}]
+    before = store.get_online_features(refs, rows)
+    latest_1, latest_2 = (t.replace(tzinfo=None) for t in before.event_timestamps[0])
     con = duckdb.connect(str(db))
-    # merchant 1: its latest row corrected in place (same event and created time);
-    # merchant 2: a late row with an older event time but a newer created time.
+    # merchant 2: a late row with an older event time than the one served but a newer created
+    # time: it is new since the watermark, and loses to the newer row Redis holds.
+    con.execute("insert into main.merchant_risk select merchant_id, feature_at - interval 1 millisecond, "
+                "now()::timestamp, 1, 0.5, 'late' from main.merchant_risk where merchant_id = 2 "
+                "and feature_at = ?", [latest_2])
+    con.close()
+    result = {r.view: r for r in store.sync()}["merchant_risk"]
+    assert (result.mode, result.entities) == ("incremental", 1)
+    assert store.get_online_features(refs, rows).values == before.values
+    # merchant 1: its latest row corrected in place (same event and created time): rows the
+    # last sync had seen changed, so the sync is a full refresh, and says why.
+    con = duckdb.connect(str(db))
     con.execute("update main.merchant_risk set merchant_category = 'corrected' "
                 "where merchant_id = 1 and feature_at = ?", [latest_1])
-    con.execute("insert into main.merchant_risk select merchant_id, feature_at - interval 1 hour, "
-                "now()::timestamp, 1, 0.5, 'late' from main.merchant_risk where merchant_id = 2 "
-                "order by feature_at desc limit 1")
     con.close()
-    results = {r.view: r for r in store.sync()}
-    assert results["merchant_risk"].mode == "incremental"
-    after = store.get_online_features(["merchant_risk:merchant_category"],
-                                      [{"merchant_id": 1}, {"merchant_id": 2}])
-    assert after.values[0] == ("corrected", before.values[2][1])
+    result = {r.view: r for r in store.sync()}["merchant_risk"]
+    assert result.mode == "full" and "updated, deleted or arrived late" in result.reason
+    after = store.get_online_features(refs, rows)
+    assert after.values[0] == ("corrected", before.values[0][1])
+    assert {r.view: r.mode for r in store.sync()} == {"customer_spend": "incremental",
+                                                       "merchant_risk": "incremental"}
 
 
 def test_conditional_write_keeps_the_newer_row(redis_prefix: str) -> None:
@@ -195,13 +204,13 @@ def test_big_tables_of_in_process_engines_are_read_in_hash_shards(duck_project: 
                                                                   monkeypatch) -> None:
     """DuckDB runs in our process: a view bigger than SHARD_ROWS is read in several passes
     (bounded memory); the result is the same as one pass."""
-    import adapter.sync
+    import adapter.sync_plan
 
     store = FeatureStore(project_dir=str(duck_project))
     store.sync("customer_spend")
     rows = [{"customer_id": i} for i in range(1, 501)]
     one_pass = store.get_online_features(["customer_spend:*"], rows)
-    monkeypatch.setattr(adapter.sync, "SHARD_ROWS", 1000)
+    monkeypatch.setattr(adapter.sync_plan, "SHARD_ROWS", 1000)
     result = store.sync("customer_spend", full_refresh=True)[0]
     sharded = store.get_online_features(["customer_spend:*"], rows)
     assert result.entities == sum(s.value == "present" for s in one_pass.statuses[0])

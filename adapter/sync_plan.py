@@ -1,0 +1,156 @@
+"""Deciding how a view is synced: full refresh or incremental, and the queries that do it.
+
+An incremental sync must leave Redis serving exactly what a full refresh would. Reading only the
+rows past a watermark does that if, and only if, no row the previous sync had taken into account
+was updated, deleted or joined late since. One aggregate pass (``query.digest_query``) checks it:
+a row count and an order-independent digest of those rows, compared with the ones the previous
+sync recorded. Any difference, and the sync is a full refresh that says why. Otherwise the new
+rows alone are read; under ``pit.recency_order`` each is strictly newer or strictly older than
+what Redis holds for its entity (``query._unsettled``), so the server-side compare of
+(event time, created time) settles it exactly.
+
+NULL created times are compared like any other row: a new row with a NULL created time at or
+before the watermark makes the next sync a full refresh (it cannot be placed after the
+watermark), and a row with a future event time is read once its time has come.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dbt_features.registry import FeatureView
+from dbt_features.warehouse import Warehouse
+
+from .layout import Schema, from_micros, to_micros
+from .query import SHARDED_DIALECTS, Boundary, digest_query, latest_query
+
+SHARD_ROWS = 1_000_000
+"""In-process warehouses (DuckDB) read at most about this many rows per pass."""
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """What a sync records for the next one (fields of the view's meta hash)."""
+
+    now_us: int | None = None
+    watermark_us: int | None = None
+    settled_rows: int | None = None
+    settled_digest: str | None = None
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, str]) -> "SyncState":
+        def number(name: str) -> int | None:
+            value = meta.get(name)
+            return int(value) if value not in (None, "") else None
+
+        return cls(number("boundary_now_us"), number("watermark_us"), number("settled_rows"),
+                   meta.get("settled_digest"))
+
+    @property
+    def boundary(self) -> Boundary | None:
+        if self.now_us is None or self.settled_rows is None:
+            return None
+        mark = None if self.watermark_us is None else from_micros(self.watermark_us)
+        return Boundary(from_micros(self.now_us), mark)
+
+    def fields(self) -> dict[str, Any]:
+        return {name: value for name, value in self._named().items() if value is not None}
+
+    def absent(self) -> list[str]:
+        return [name for name, value in self._named().items() if value is None]
+
+    def _named(self) -> dict[str, Any]:
+        return {"boundary_now_us": self.now_us, "watermark_us": self.watermark_us,
+                "settled_rows": self.settled_rows, "settled_digest": self.settled_digest}
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """How one view is synced now."""
+
+    full: bool
+    reason: str
+    schema: Schema
+    signature: str
+    queries: tuple[str, ...]
+    """The latest-row queries, one per shard."""
+    state: SyncState
+    """Recorded when the sync publishes."""
+    current_id: str | None
+    """The generation id being served (written to by an incremental sync)."""
+    previous_gen: str | None
+    """The generation number a full refresh replaces."""
+
+
+def signature(view: FeatureView, schema: Schema) -> str:
+    """What must not change between incremental syncs of one generation."""
+    text = "\n".join([view.fingerprint, schema.text(), str(view.ttl_seconds or 0)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now: datetime, *,
+              full_refresh: bool, from_sql: bool) -> SyncPlan:
+    """Full or incremental (see the module docstring), with the reason and the queries."""
+    schema = Schema.of(view)
+    sig = signature(view, schema)
+    current = meta.get("gen_id")
+    previous = SyncState.from_meta(meta)
+    reason = _full_reason(full_refresh, current, meta.get("signature") != sig, previous)
+    since = previous.boundary if reason is None else None
+    dialect = warehouse.dialect
+    row = warehouse.arrow(digest_query(view, dialect, now, since, from_sql=from_sql)).to_pylist()[0]
+    settled_rows, settled_digest = int(row["settled_rows"] or 0), str(row["settled_digest"] or 0)
+    if reason is None and (settled_rows, settled_digest) != (previous.settled_rows, previous.settled_digest):
+        reason = (f"rows the last sync had seen were updated, deleted or arrived late "
+                  f"({previous.settled_rows:,} rows then, {settled_rows:,} now); a full refresh "
+                  "keeps the online store exact")
+    state = SyncState(to_micros(now), _watermark_us(row["watermark"]), int(row["rows"] or 0),
+                      str(row["digest"] or 0))
+    shards = _shards(view, dialect, from_sql, state.settled_rows or 0)
+    queries = tuple(
+        latest_query(view, dialect, now, since=since if reason is None else None,
+                     from_sql=from_sql, shard=(k, shards) if shards > 1 else None)
+        for k in range(shards)
+    )
+    return SyncPlan(
+        full=reason is not None, reason=reason or "new rows since the last sync", schema=schema,
+        signature=sig, queries=queries, state=state, current_id=current,
+        previous_gen=meta.get("gen") if reason is not None else None,
+    )
+
+
+def _full_reason(asked: bool, current: str | None, changed: bool, previous: SyncState) -> str | None:
+    if asked:
+        return "--full-refresh"
+    if current is None:
+        return "first sync"
+    if changed:
+        return "definition changed since the last sync"
+    if previous.boundary is None:
+        return "the last sync recorded no watermark"
+    return None
+
+
+def _watermark_us(value: Any) -> int | None:
+    """The watermark in microseconds, rounded up: a column finer than microseconds must stay at
+    or below it."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return to_micros(value)
+    if hasattr(value, "value") and hasattr(value, "to_pydatetime"):  # pandas.Timestamp (ns)
+        return math.ceil(value.value / 1000)
+    return to_micros(datetime(value.year, value.month, value.day))  # a date
+
+
+def _shards(view: FeatureView, dialect: str, from_sql: bool, rows: int) -> int:
+    """How many hash shards to read a view in: 1 unless the engine runs in this process and
+    the relation is big (then the peak memory stays that of ~SHARD_ROWS rows)."""
+    if dialect not in SHARDED_DIALECTS or from_sql or view.materialized == "ephemeral":
+        return 1
+    return max(1, -(-rows // SHARD_ROWS))
+

@@ -349,7 +349,7 @@ def _view_status(view: FeatureView, raw_meta: dict[bytes, bytes], lock: bytes | 
                  current: bytes | None, evicted: str | None) -> ViewStatus:
     meta = {k.decode(): val.decode() for k, val in raw_meta.items()}
     synced = "gen_id" in meta
-    warnings = [evicted] if evicted and synced else []
+    warnings = [evicted] if evicted else []
     if synced and current is None:
         warnings.append(
             f"{view.name}: its published generation key is missing (evicted or deleted): reads "

@@ -28,8 +28,9 @@ from dbt_features.warehouse import Warehouse
 from .layout import Schema, from_micros, to_micros
 from .query import SHARDED_DIALECTS, Boundary, digest_query, latest_query
 
-SHARD_ROWS = 1_000_000
-"""In-process warehouses (DuckDB) read at most about this many rows per pass."""
+SHARD_ROWS = 500_000
+"""In-process warehouses (DuckDB) read at most about this many rows per pass (a pass that
+still runs out of memory is split in two, see ``sync._batches``)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,28 @@ class SyncState:
 
 
 @dataclass(frozen=True)
+class LatestRead:
+    """What a sync reads: the latest row per entity (``query.latest_query``), rendered per hash
+    shard of the entities when the engine runs in this process (bounded memory)."""
+
+    view: FeatureView
+    dialect: str
+    now: datetime
+    since: Boundary | None
+    """Incremental: only the rows new since this boundary."""
+    from_sql: bool
+    shards: int
+
+    @property
+    def shardable(self) -> bool:
+        return self.dialect in SHARDED_DIALECTS
+
+    def sql(self, shard: tuple[int, int] | None = None) -> str:
+        return latest_query(self.view, self.dialect, self.now, since=self.since,
+                            from_sql=self.from_sql, shard=shard)
+
+
+@dataclass(frozen=True)
 class SyncPlan:
     """How one view is synced now."""
 
@@ -76,8 +99,7 @@ class SyncPlan:
     reason: str
     schema: Schema
     signature: str
-    queries: tuple[str, ...]
-    """The latest-row queries, one per shard."""
+    read: LatestRead
     state: SyncState
     """Recorded when the sync publishes."""
     current_id: str | None
@@ -110,15 +132,11 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
                   "keeps the online store exact")
     state = SyncState(to_micros(now), _watermark_us(row["watermark"]), int(row["rows"] or 0),
                       str(row["digest"] or 0))
-    shards = _shards(view, dialect, from_sql, state.settled_rows or 0)
-    queries = tuple(
-        latest_query(view, dialect, now, since=since if reason is None else None,
-                     from_sql=from_sql, shard=(k, shards) if shards > 1 else None)
-        for k in range(shards)
-    )
+    read = LatestRead(view, dialect, now, since if reason is None else None, from_sql,
+                      _shards(view, dialect, from_sql, state.settled_rows or 0))
     return SyncPlan(
         full=reason is not None, reason=reason or "new rows since the last sync", schema=schema,
-        signature=sig, queries=queries, state=state, current_id=current,
+        signature=sig, read=read, state=state, current_id=current,
         previous_gen=meta.get("gen") if reason is not None else None,
     )
 

@@ -121,7 +121,7 @@ class PipelinedWriter:
             self._expect.clear()
             start = next(i for i in range(0, size, len(_OK)) if buffer[i : i + len(_OK)] != _OK)
             detail = bytes(buffer[start : start + 200]).split(b"\r\n")[0].decode(errors="replace")
-            raise OnlineStoreError(f"Redis at {self.where} refused a write: {detail.lstrip('-')}")
+            raise _refused(self.where, detail.lstrip("-"))
 
     def _send(self, buffers: list[Any]) -> None:
         try:
@@ -149,7 +149,13 @@ class PipelinedWriter:
                     raise OnlineStoreError(f"Redis at {self.where} answered {reply!r} to SET.")
         except redis.ResponseError as exc:
             self._expect.clear()
-            raise OnlineStoreError(f"Redis at {self.where} refused a write: {exc}") from exc
+            raise _refused(self.where, str(exc)) from exc
         except (redis.RedisError, OSError) as exc:
             self._expect.clear()
             raise OnlineStoreError(f"reading replies from Redis at {self.where} failed: {exc}") from exc
+
+
+def _refused(where: str, detail: str) -> OnlineStoreError:
+    hint = (" Redis is full (maxmemory): the sync stopped and did not advance its watermark; "
+            "free memory or raise maxmemory, then sync again.") if detail.startswith("OOM") else ""
+    return OnlineStoreError(f"Redis at {where} refused a write: {detail}{hint}")

@@ -86,7 +86,7 @@ def _warm_up() -> None:
 
 
 def child_sync(project: str, view_name: str) -> dict:
-    from adapter.sync import sync_view
+    from adapter.sync import SyncOptions, sync_view
     from dbt_features.store import FeatureStore
 
     _warm_up()
@@ -96,7 +96,7 @@ def child_sync(project: str, view_name: str) -> dict:
     online = store.online
     with store.warehouse() as warehouse:
         started = time.perf_counter()
-        result = sync_view(online, view, warehouse, full_refresh=True)
+        result = sync_view(online, view, warehouse, SyncOptions(full_refresh=True))
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "entities": result.entities}
 

@@ -46,7 +46,7 @@ demo: $(STAMP)
 		--entity customer_id=42,merchant_id=7
 	cd $(SAMPLE) && $(DBT_FEATURES) verify --sample 200
 	@echo "Built: $(SAMPLE)/target/sample.duckdb (offline store), $(SAMPLE)/target/feature_registry.json"
-	@echo "       $(SAMPLE)/target/fraud_training_set.parquet, online store in $(SAMPLE)/target/online_store/"
+	@echo "       $(SAMPLE)/target/fraud_training_set.parquet, online store in $(SAMPLE)/.dbt_features/online_store/"
 
 test: $(STAMP) $(FEAST_STAMP) services
 	$(BIN)/pytest -q

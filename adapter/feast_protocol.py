@@ -12,6 +12,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from .online import OnlineResponse, Status
@@ -31,6 +32,29 @@ class HTTPError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
+
+
+def error_body(status: int, message: str) -> bytes:
+    """Every error's body: ``{"error": message, "status": status}``."""
+    return json.dumps({"error": message, "status": status}).encode()
+
+
+def error_headers(status: int) -> list[tuple[bytes, bytes]]:
+    """JSON; and for a 408 the connection is closed (the rest of the request may never come)."""
+    headers = [(b"content-type", b"application/json")]
+    if status == 408:
+        headers.append((b"connection", b"close"))
+    return headers
+
+
+def raw_error_response(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 error response that closes the connection, for errors answered
+    before a request reaches the application."""
+    body = error_body(status, message)
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            "content-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+    return head.encode() + body
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,10 @@ def parse_request(body: bytes) -> dict[str, Any]:
         raise HTTPError(400, "bad_request", f"request body is not JSON ({exc}); send e.g. "
                         '{"features": ["customer_spend:avg_amount_30d"], '
                         '"entities": {"customer_id": [1, 2]}}.') from exc
+    except RecursionError as exc:
+        raise HTTPError(400, "bad_request", "request body is nested too deeply to be a "
+                        "feature request: send an object of \"features\" and \"entities\" "
+                        "lists.") from exc
     if not isinstance(request, dict):
         raise HTTPError(400, "bad_request", "request body must be a JSON object with "
                         "\"features\" (or \"feature_service\") and \"entities\".")
@@ -99,9 +127,32 @@ def check_entities(entities: dict[str, list[Any]], plan: Plan, limit: int) -> in
             if type(value) is not want:
                 kind = "integers" if want is int else "strings"
                 raise HTTPError(422, "unprocessable", f"entities.{name}[{i}] is "
-                                f"{json.dumps(value)}; {name} (entity {entity}) is {dtype}: "
+                                f"{_shown(value)}; {name} (entity {entity}) is {dtype}: "
                                 f"send {kind}.")
+            if want is str and not value.isascii() and not _is_unicode(value):
+                raise HTTPError(422, "unprocessable", f"entities.{name}[{i}] is "
+                                f"{json.dumps(value)}, which holds a lone UTF-16 surrogate: "
+                                "send keys as valid Unicode text.")
     return n
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's ``"\\ud800"``): it has no UTF-8
+    form, so it cannot be a key."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A JSON value for a message, cut short (a nested value may be huge)."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def feast_response(plan: Plan, shown: list[str], entities: dict[str, list[Any]], n: int,

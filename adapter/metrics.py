@@ -2,7 +2,8 @@
 
 No client library: four series are enough (requests, errors, a latency histogram per endpoint,
 and the age of each online view's last sync), and counting in dicts keeps the request path to
-a few dictionary updates. The exposition format is Prometheus' text format 0.0.4.
+a few dictionary updates. Every answer is counted, including those the connection protocol
+gives itself (a request that is not HTTP, or too slow to arrive: 408). The exposition format is Prometheus' text format 0.0.4.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Metrics:
                 ((f'endpoint="{e}",code="{c}"', n) for (e, c), n in sorted(self.requests.items())))
         _family(out, "dbt_features_http_errors_total", "counter",
                 "Requests that failed, by endpoint and reason (bad_request, unauthorized, "
-                "not_found, unprocessable, too_large, unavailable, internal).",
+                "not_found, timeout, unprocessable, too_large, unavailable, internal).",
                 ((f'endpoint="{e}",reason="{r}"', n) for (e, r), n in sorted(self.errors.items())))
         _family(out, "dbt_features_entities_served_total", "counter",
                 "Entity rows answered by /get-online-features.", [("", self.entities)])

@@ -152,6 +152,10 @@ class OnlineStore:
         if self.server is not None:
             self.server.release()
 
+    def _read_failed(self, exc: BaseException) -> OnlineStoreError:
+        return OnlineStoreError(f"reading from Redis at {self.where} failed: "
+                                f"{self.config.scrub(str(exc))}")
+
     # -- reads -----------------------------------------------------------------------------
 
     def get_online_features(
@@ -174,8 +178,10 @@ class OnlineStore:
                 keys += map(base.__add__, suffixes[group])
             try:
                 replies = self.client.mget(keys)
+            except UnicodeEncodeError as exc:  # checked here, off the hot path
+                raise _not_utf8(rows) from exc
             except (redis.RedisError, OSError) as exc:
-                raise OnlineStoreError(f"reading from Redis at {self.where} failed: {exc}") from exc
+                raise self._read_failed(exc) from exc
             nv = len(ready.head)
             if replies[:nv] == ready.expected:
                 break
@@ -262,7 +268,7 @@ class OnlineStore:
                 pipe.hmget(self.keys.meta(name), "gen_id", "schema")
             replies = pipe.execute()
         except (redis.RedisError, OSError) as exc:
-            raise OnlineStoreError(f"reading from Redis at {self.where} failed: {exc}") from exc
+            raise self._read_failed(exc) from exc
         for name, (gen, schema) in zip(views, replies):
             if gen is None or schema is None:
                 raise OnlineStoreError(
@@ -336,7 +342,7 @@ class OnlineStore:
             replies = pipe.execute()
             policy = memory_policy(self.client)
         except (redis.RedisError, OSError) as exc:
-            raise OnlineStoreError(f"reading from Redis at {self.where} failed: {exc}") from exc
+            raise self._read_failed(exc) from exc
         evicted = (
             f"Redis at {self.where} has evicted {policy.evicted_keys:,} keys since it started "
             f"({policy.describe()}): served values may be missing; run `dbt-features verify`."
@@ -443,6 +449,19 @@ def _suffixes(spec: KeySpec, views: tuple[FeatureView, ...], fast: tuple[Any, ty
 
 
 _MISSING = object()
+
+
+def _not_utf8(rows: tuple[Mapping[str, Any], ...]) -> UsageError:
+    """The first entity key that is no Unicode text (a lone surrogate), said plainly."""
+    for index, row in enumerate(rows):
+        for name, value in row.items():
+            if isinstance(value, str):
+                try:
+                    value.encode()
+                except UnicodeEncodeError:
+                    return UsageError(f"entity_rows[{index}][{name!r}] is {value!r}: not valid "
+                                      "Unicode text (a lone surrogate); pass the key as real text.")
+    return UsageError("an entity key is not valid Unicode text; pass keys as real text.")
 
 
 def _checked(view: FeatureView, name: str, dtype: str, row: Mapping[str, Any], index: int) -> Any:

@@ -23,9 +23,14 @@ tries again, so the server recovers by itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
+import logging
+import signal
 import socket
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
@@ -37,7 +42,9 @@ from redis.retry import Retry
 from dbt_features.errors import DbtFeaturesError, OnlineStoreError, UsageError
 from dbt_features.registry import FeatureRef, Registry
 
-from .feast_protocol import HTTPError, Plan, check_entities, feast_response, parse_request
+from .feast_protocol import (HTTPError, Plan, check_entities, error_body, error_headers,
+                             feast_response, parse_request)
+from .http_timeouts import REQUEST_STARTED, TimedHttpProtocol
 from .metrics import CONTENT_TYPE, Metrics
 from .online import OnlineResponse, OnlineStore
 from .sync import check_servable
@@ -48,6 +55,11 @@ REDIS_TIMEOUT_S = 1.0
 """Socket and connect timeout of the server's Redis client: the bound on a 503's latency."""
 BREAKER_COOLDOWN_S = 1.0
 """After Redis failed, answer 503 at once for this long before trying Redis again."""
+REQUEST_TIMEOUT_S = 10.0
+"""A request (headers and body) must arrive within this many seconds of its first byte, or of
+the connection's opening for its first request; else 408 and the connection is closed."""
+log = logging.getLogger("uvicorn.error")
+"""uvicorn's logger: configured by uvicorn, it reaches the server's stderr."""
 _JSON = [(b"content-type", b"application/json")]
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -58,12 +70,14 @@ class FeatureServer:
     """The ASGI application. One instance per process; requests run on one event loop."""
 
     def __init__(self, online: OnlineStore, registry: Registry, *, token: str | None = None,
-                 max_body: int = MAX_BODY_BYTES, max_entities: int = MAX_ENTITIES) -> None:
+                 max_body: int = MAX_BODY_BYTES, max_entities: int = MAX_ENTITIES,
+                 request_timeout: float = REQUEST_TIMEOUT_S) -> None:
         self.online = online
         self.registry = registry
         self.auth = f"Bearer {token}".encode() if token else None
         self.max_body = max_body
         self.max_entities = max_entities
+        self.request_timeout = request_timeout
         self.metrics = Metrics()
         self.offload: ThreadPoolExecutor | None = None
         """The alternative measured by tests/benchmarks/bench_http.py: handlers on one worker
@@ -85,43 +99,79 @@ class FeatureServer:
             return
         started = time.perf_counter()
         path = scope["path"]
-        endpoint = path if any(path == p for _, p in self._routes) else "other"
         error = None
         try:
-            headers = dict(scope["headers"])
-            if self.auth is not None and not hmac.compare_digest(
-                    headers.get(b"authorization", b""), self.auth):
-                raise HTTPError(401, "unauthorized",
-                                "missing or wrong token: send the header 'Authorization: Bearer "
-                                "<token>' with the token the server was started with.")
-            handler = self._routes.get((scope["method"], path))
-            if handler is None:
-                allowed = [m for m, p in self._routes if p == path]
-                if allowed:
-                    raise HTTPError(405, "bad_request", f"{path} takes {allowed[0]}, not {scope['method']}.")
-                raise HTTPError(404, "not_found", f"no endpoint {path}: this server has "
-                                "POST /get-online-features, GET /health, /features and /metrics.")
-            body = await self._body(receive) if scope["method"] == "POST" else b""
-            if self.offload is None:
-                status, out_headers, payload = handler(body)
-            else:
-                status, out_headers, payload = await asyncio.get_running_loop().run_in_executor(
-                    self.offload, handler, body)
+            status, out_headers, payload = await self._respond(scope, receive)
         except HTTPError as exc:
-            status, out_headers, error = exc.status, _JSON, exc.reason
-            payload = json.dumps({"error": exc.message, "status": exc.status}).encode()
+            status, out_headers, error = exc.status, error_headers(exc.status), exc.reason
+            payload = error_body(exc.status, exc.message)
         except DbtFeaturesError as exc:  # any other error of ours: still one JSON message
             status, out_headers, error = 500, _JSON, "internal"
-            payload = json.dumps({"error": exc.message, "status": 500}).encode()
+            payload = error_body(500, self.public(exc.message))
+        except Exception as exc:  # noqa: BLE001 - a bug still answers JSON and is counted
+            status, out_headers, error = 500, _JSON, "internal"
+            payload = error_body(500, f"internal error ({type(exc).__name__}) answering {path}; "
+                                 "the server's log says more.")
+            log.error("%s %s failed: %s: %s", scope["method"], path, type(exc).__name__,
+                      self.public(str(exc))[:500])
+        self.metrics.observe(self.endpoint(path), status, time.perf_counter() - started, error)
         await send({"type": "http.response.start", "status": status,
                     "headers": [*out_headers, (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
-        self.metrics.observe(endpoint, status, time.perf_counter() - started, error)
 
-    async def _body(self, receive: Receive) -> bytes:
+    @property
+    def where(self) -> str:
+        """The online store as HTTP clients may see it: no user name, no password."""
+        return self.online.config.shown_public
+
+    def public(self, text: str) -> str:
+        """A message for an HTTP client: no credentials, no user name."""
+        config = self.online.config
+        return config.scrub(text).replace(config.shown, config.shown_public)
+
+    def endpoint(self, path: str) -> str:
+        """The metrics label of a path: one of ours, else ``other``."""
+        return path if any(path == p for _, p in self._routes) else "other"
+
+    async def _respond(self, scope: dict[str, Any], receive: Receive) -> tuple[int, list, bytes]:
+        path = scope["path"]
+        headers = dict(scope["headers"])
+        if self.auth is not None and not hmac.compare_digest(
+                headers.get(b"authorization", b""), self.auth):
+            raise HTTPError(401, "unauthorized",
+                            "missing or wrong token: send the header 'Authorization: Bearer "
+                            "<token>' with the token the server was started with.")
+        handler = self._routes.get((scope["method"], path))
+        if handler is None:
+            allowed = [m for m, p in self._routes if p == path]
+            if allowed:
+                raise HTTPError(405, "bad_request", f"{path} takes {allowed[0]}, not {scope['method']}.")
+            raise HTTPError(404, "not_found", f"no endpoint {path}: this server has "
+                            "POST /get-online-features, GET /health, /features and /metrics.")
+        body = await self._body(scope, receive) if scope["method"] == "POST" else b""
+        if self.offload is None:
+            return handler(body)
+        return await asyncio.get_running_loop().run_in_executor(self.offload, handler, body)
+
+    async def _body(self, scope: dict[str, Any], receive: Receive) -> bytes:
+        """The request body, which must have arrived ``request_timeout`` seconds after the
+        request's first byte (``REQUEST_STARTED``, set by the HTTP protocol)."""
+        loop = asyncio.get_running_loop()
+        deadline = scope.get(REQUEST_STARTED, loop.time()) + self.request_timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._read_body(receive)
+        except TimeoutError:
+            raise HTTPError(408, "timeout", f"the request did not arrive within "
+                            f"{self.request_timeout:g} s: send it whole, at once.") from None
+
+    async def _read_body(self, receive: Receive) -> bytes:
         chunks, size = [], 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HTTPError(400, "bad_request", "the client closed the connection before "
+                                "the whole body arrived.")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size <= self.max_body:
@@ -154,21 +204,21 @@ class FeatureServer:
 
     def _read(self, plan: Plan, rows: list[dict[str, Any]]) -> OnlineResponse:
         if time.monotonic() < self._closed_until:
-            raise HTTPError(503, "unavailable", f"the online store ({self.online.where}) is "
+            raise HTTPError(503, "unavailable", f"the online store ({self.where}) is "
                             "unreachable; retry shortly (it is retried every "
                             f"{BREAKER_COOLDOWN_S:g} s).")
         try:
             return self.online.get_online_features(plan.refs, rows)
         except UsageError as exc:
-            raise HTTPError(422, "unprocessable", exc.message) from exc
+            raise HTTPError(422, "unprocessable", self.public(exc.message)) from exc
         except OnlineStoreError as exc:
             if isinstance(exc.__cause__, (redis.ConnectionError, redis.TimeoutError, OSError)):
                 self._closed_until = time.monotonic() + BREAKER_COOLDOWN_S
-            raise HTTPError(503, "unavailable", exc.message) from exc
+            raise HTTPError(503, "unavailable", self.public(exc.message)) from exc
 
     def _health(self, _body: bytes) -> tuple[int, list, bytes]:
         up, problem = self._redis_up()
-        data = {"status": "ok" if up else "unavailable", "online_store": self.online.where,
+        data = {"status": "ok" if up else "unavailable", "online_store": self.where,
                 "redis": "ok" if up else problem, "registry": {
                     "project": self.registry.project, "views": len(self.registry.views),
                     "generated_at": self.registry.generated_at}}
@@ -195,7 +245,7 @@ class FeatureServer:
             return True, ""
         except (redis.RedisError, OSError) as exc:
             self._closed_until = time.monotonic() + BREAKER_COOLDOWN_S
-            return False, f"{type(exc).__name__}: {exc}"
+            return False, self.public(f"{type(exc).__name__}: {exc}")
 
     # -- planning --------------------------------------------------------------------------
 
@@ -271,7 +321,8 @@ def _registry_json(registry: Registry) -> dict[str, Any]:
 # -- running -------------------------------------------------------------------------------
 
 
-def open_server(store: Any, *, token: str | None = None) -> FeatureServer:
+def open_server(store: Any, *, token: str | None = None,
+                request_timeout: float = REQUEST_TIMEOUT_S) -> FeatureServer:
     """A ``FeatureServer`` for a ``FeatureStore``: its registry, and its online store opened
     with a client whose timeouts bound every request (not the CLI's long sync timeouts)."""
     from .config import connect, resolve_config
@@ -287,7 +338,7 @@ def open_server(store: Any, *, token: str | None = None) -> FeatureServer:
     if embedded is not None:
         embedded.clients.append(client)
     online = OnlineStore(registry, config, client, embedded)
-    return FeatureServer(online, registry, token=token)
+    return FeatureServer(online, registry, token=token, request_timeout=request_timeout)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -308,10 +359,30 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end the process normally (exit 0), as Ctrl-C does, so that clean-up runs:
+    above all, stopping the embedded Redis when no one else uses it. With the default action
+    the process dies at once and leaves that server running. A handler the embedding program
+    installed is left alone.
+
+    uvicorn handles SIGTERM itself while serving (a graceful stop), then raises it again with
+    the handler it found restored: this one.
+    """
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+
+
 def run(app: FeatureServer, sock: socket.socket) -> None:
-    """Serve on ``sock`` until interrupted (uvicorn: httptools parser, no access log)."""
+    """Serve on ``sock`` until interrupted (uvicorn: httptools parser with a deadline on
+    reading each request, no access log), then release the online store."""
     import uvicorn
 
+    exit_on_sigterm()
+    protocol = functools.partial(TimedHttpProtocol, feature_server=app)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            server_header=False, http="httptools")
-    uvicorn.Server(config).run(sockets=[sock])
+                            server_header=False, http=protocol)  # type: ignore[arg-type]
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        app.online.close()

@@ -176,7 +176,8 @@ def sync_view(
                 drop_generation(online, view.name, plan.previous_gen)
                 online.client.hdel(online.keys.meta(view.name), "retired")
     except (redis.RedisError, OSError) as exc:
-        raise OnlineStoreError(f"sync of {view.name!r} to Redis at {online.where} failed: {exc}") from exc
+        raise OnlineStoreError(f"sync of {view.name!r} to Redis at {online.where} failed: "
+                               f"{online.config.scrub(str(exc))}") from exc
     return ViewSync(
         view=view.name, mode="full" if plan.full else "incremental", reason=plan.reason,
         entities=stats.rows, written=stats.written, keys=keys,
@@ -217,7 +218,7 @@ def _stream(
     ttl_ms = (view.ttl_seconds or 0) * 1000
     sha = "" if plan.full else online.client.script_load(WRITE_IF_NEWER)
     stats = _Stats()
-    writer = PipelinedWriter(online.client, online.where)
+    writer = PipelinedWriter(online.client, online.config)
     broken = True
     try:
         for batch in _batches(warehouse, plan.read, options.batch_size):

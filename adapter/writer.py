@@ -17,6 +17,8 @@ import redis
 
 from dbt_features.errors import OnlineStoreError
 
+from .config import OnlineConfig
+
 _OK = b"+OK\r\n"
 
 
@@ -68,8 +70,9 @@ class PipelinedWriter:
     """Sends command buffers on one dedicated connection, reading a buffer's replies only after
     the next one is sent (client framing and server execution overlap)."""
 
-    def __init__(self, client: redis.Redis, where: str) -> None:
-        self.where = where
+    def __init__(self, client: redis.Redis, config: OnlineConfig) -> None:
+        self.where = config.shown
+        self.scrub = config.scrub
         self.pool = client.connection_pool
         self.conn: Any = self.pool.get_connection()
         self._expect: list[tuple[str, int]] = []
@@ -115,19 +118,22 @@ class PipelinedWriter:
                     raise OSError("connection closed by the server")
                 got += n
         except OSError as exc:
-            self._expect.clear()
-            raise OnlineStoreError(f"reading replies from Redis at {self.where} failed: {exc}") from exc
+            raise self._failed("reading replies from", exc) from exc
         if buffer != _OK * count:
             self._expect.clear()
             start = next(i for i in range(0, size, len(_OK)) if buffer[i : i + len(_OK)] != _OK)
             detail = bytes(buffer[start : start + 200]).split(b"\r\n")[0].decode(errors="replace")
             raise _refused(self.where, detail.lstrip("-"))
 
+    def _failed(self, doing: str, exc: BaseException) -> OnlineStoreError:
+        self._expect.clear()
+        return OnlineStoreError(f"{doing} Redis at {self.where} failed: {self.scrub(str(exc))}")
+
     def _send(self, buffers: list[Any]) -> None:
         try:
             self.conn.send_packed_command(buffers, check_health=False)
         except (redis.RedisError, OSError) as exc:
-            raise OnlineStoreError(f"writing to Redis at {self.where} failed: {exc}") from exc
+            raise self._failed("writing to", exc) from exc
 
     def _drain_all_but_last(self) -> None:
         while len(self._expect) > 1:
@@ -149,10 +155,9 @@ class PipelinedWriter:
                     raise OnlineStoreError(f"Redis at {self.where} answered {reply!r} to SET.")
         except redis.ResponseError as exc:
             self._expect.clear()
-            raise _refused(self.where, str(exc)) from exc
+            raise _refused(self.where, self.scrub(str(exc))) from exc
         except (redis.RedisError, OSError) as exc:
-            self._expect.clear()
-            raise OnlineStoreError(f"reading replies from Redis at {self.where} failed: {exc}") from exc
+            raise self._failed("reading replies from", exc) from exc
 
 
 def _refused(where: str, detail: str) -> OnlineStoreError:

@@ -98,7 +98,7 @@ def test_a_model_rebuilt_but_not_synced_is_caught(recent_duckdb: Path, tmp_path:
                                                   redis_prefix: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     project = tmp_path / "sample_project"
-    shutil.copytree(recent_duckdb, project, ignore=shutil.ignore_patterns("online_store", "logs"))
+    shutil.copytree(recent_duckdb, project, ignore=shutil.ignore_patterns(".dbt_features", "logs"))
     duckdb_file = project / "target" / "sample.duckdb"
     monkeypatch.setenv("DBT_FEATURES_SAMPLE_DUCKDB", str(duckdb_file))
     store = FeatureStore(project_dir=str(project))

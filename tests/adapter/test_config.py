@@ -38,12 +38,12 @@ def _project(tmp_path: Path, vars_block: str = "", options_vars: dict | None = N
     return find_project(DbtOptions(str(tmp_path), str(tmp_path), None, options_vars or {}))
 
 
-def test_default_is_the_embedded_server_under_target(tmp_path: Path, monkeypatch) -> None:
+def test_default_is_the_embedded_server_outside_target(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("DBT_FEATURES_REDIS_URL", raising=False)
     monkeypatch.delenv("DBT_FEATURES_REDIS_PREFIX", raising=False)
     config = resolve_config(_project(tmp_path))
-    assert config.embedded and config.key_prefix == "dbt_features:p"
-    assert config.embedded_dir == tmp_path / "target" / "online_store"
+    assert config.embedded and config.key_prefix == "dbt_features:p:dev"
+    assert config.embedded_dir == tmp_path / ".dbt_features" / "online_store"
 
 
 def test_project_vars_then_cli_vars_then_environment(tmp_path: Path, monkeypatch) -> None:
@@ -124,20 +124,20 @@ def test_wrong_password_is_one_clear_message(duck_project: Path, tmp_path: Path,
 
 def test_embedded_server_serves_sync_and_get_then_stops(duck_project: Path, tmp_path: Path,
                                                         monkeypatch) -> None:
-    """No URL: the bundled server starts under target/, says so, keeps the data across
+    """No URL: the bundled server starts under .dbt_features/, says so, keeps the data across
     commands (saved on exit), and is stopped by the last command that used it."""
     import shutil
 
     project = tmp_path / "copy"
-    shutil.copytree(duck_project, project, ignore=shutil.ignore_patterns("online_store"))
+    shutil.copytree(duck_project, project, ignore=shutil.ignore_patterns(".dbt_features"))
     monkeypatch.setenv("DBT_FEATURES_SAMPLE_DUCKDB", str(project / "target" / "sample.duckdb"))
     monkeypatch.delenv("DBT_FEATURES_REDIS_URL")
-    pidfile = project / "target" / "online_store" / "redis.pid"
+    pidfile = project / ".dbt_features" / "online_store" / "redis.pid"
     try:
         result = _cli(project, "sync")
         assert result.returncode == 0, result.stderr
-        assert "embedded Redis 6.2" in result.stderr and "target/online_store" in result.stderr
-        assert (project / "target" / "online_store" / "dump.rdb").is_file()
+        assert "embedded Redis 6.2" in result.stderr and ".dbt_features/online_store" in result.stderr
+        assert (project / ".dbt_features" / "online_store" / "dump.rdb").is_file()
         result = _cli(project, "get", "customer_spend:txn_count_7d", "--entity", "customer_id=1",
                       "--json")
         assert result.returncode == 0, result.stderr

@@ -15,7 +15,7 @@ import redis
 
 from adapter.layout import Keys
 from adapter.sync import check_servable
-from conftest import DBT_FEATURES, REDIS_URL
+from conftest import DBT_FEATURES, REDIS_URL, make_project
 from dbt_features.errors import DefinitionError, OnlineStoreError, UsageError
 from dbt_features.store import FeatureStore
 
@@ -134,3 +134,16 @@ def test_status_cli_reports_each_view(synced: FeatureStore, duck_project: Path) 
     views = {v["view"]: v for v in data["views"]}
     assert views["customer_spend"]["up_to_date"] and views["merchant_risk"]["keys"] == 40
     assert data["online_store"] == REDIS_URL
+
+
+def test_a_key_that_is_not_unicode_text_is_a_usage_error(tmp_path: Path, redis_prefix: str) -> None:
+    project = make_project(tmp_path / "p", {
+        "models/tagged.sql": "select 'a' as code, timestamp '2026-01-01' as ts, 1.5 as x",
+        "models/schema.yml": "version: 2\nmodels:\n  - name: tagged\n    config:\n      meta:\n"
+                             "        feature_store: {entity: code, timestamp: ts, online: true}\n",
+    })
+    store = FeatureStore(project_dir=str(project))
+    store.sync()
+    assert store.get_online_features(["tagged:x"], [{"code": "a"}]).values == ((1.5,),)
+    with pytest.raises(UsageError, match=r"entity_rows\[1\]\['code'\] is '\\udcff': not valid Unicode"):
+        store.get_online_features(["tagged:x"], [{"code": "a"}, {"code": "\udcff"}])

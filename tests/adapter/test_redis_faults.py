@@ -49,6 +49,9 @@ def test_sync_refuses_a_redis_that_can_evict_its_keys(duck_project: Path, privat
     assert "Traceback" not in cli.stderr
     results = store.sync(allow_eviction=True)
     assert all(r.warnings and r.warnings[0].startswith("WARNING: Redis at") for r in results)
+    cli = subprocess.run([DBT_FEATURES, "sync", "--allow-eviction"], cwd=duck_project,
+                         capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert cli.returncode == 0 and cli.stderr.count("WARNING: Redis at") == 1
     # Evict by filling the server: status then says keys were evicted.
     filler = "x" * 10_000
     for i in range(4_000):

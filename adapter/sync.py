@@ -27,7 +27,13 @@ import numpy as np
 import pyarrow as pa
 import redis
 
-from dbt_features.errors import DefinitionError, OnlineStoreError, UsageError, WarehouseError
+from dbt_features.errors import (
+    DefinitionError,
+    OnlineStoreError,
+    UsageError,
+    WarehouseError,
+    WarehouseValueError,
+)
 from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
@@ -169,7 +175,11 @@ def sync_view(
             plan = plan_sync(view, warehouse, meta, now, full_refresh=options.full_refresh,
                              from_sql=options.from_sql)
             gen = _generation(online, view.name, plan, now)
-            stats = _stream(online, view, warehouse, plan, gen, options, lock)
+            try:
+                stats = _stream(online, view, warehouse, plan, gen, options, lock)
+            except WarehouseValueError as exc:
+                raise WarehouseValueError(f"feature view {view.name!r} ({view.file}): {exc.message}",
+                                          columns=exc.columns) from exc
             keys = stats.rows if plan.full else (_int(meta.get("keys")) or 0) + stats.created
             _commit(online, view, lock.token, plan, gen, keys)
             if plan.full and plan.previous_gen is not None:

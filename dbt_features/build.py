@@ -9,8 +9,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .definition import FeatureSpec, META_PATH, closest, parse_spec, where
-from .errors import DefinitionError
+from .definition import (
+    FeatureSpec,
+    META_PATH,
+    closest,
+    parse_spec,
+    reference_problem,
+    safe_name,
+    where,
+)
 from .fingerprint import FINGERPRINT_VERSION, Fingerprinter
 from .manifest import Manifest, feature_meta
 from .registry import (
@@ -20,10 +27,11 @@ from .registry import (
     Feature,
     FeatureService,
     FeatureView,
+    Problem,
     Registry,
     now_iso,
 )
-from .types import LOGICAL_TYPES, is_temporal, logical_type
+from .types import cast_hint, is_temporal, logical_type
 from .warehouse import Relation, dialect_for
 
 KEY_TYPES = ("int64", "string")
@@ -38,8 +46,13 @@ def build_registry(
     target: str,
     columns_of: ColumnsOf,
     unknown_types: bool = False,
+    strict: bool = True,
+    project_fingerprint: str = "",
 ) -> Registry:
     """Build and validate the registry. ``columns_of`` describes a built relation (or None).
+
+    ``strict``: raise ``DefinitionError`` listing every problem; otherwise the broken
+    definitions are left out and listed in ``Registry.problems`` (the valid views stay usable).
 
     ``unknown_types`` is for a manifest whose warehouse cannot be asked (another environment's,
     as ``dbt-features diff --state`` reads): a column whose type neither YAML nor ``columns_of``
@@ -49,24 +62,29 @@ def build_registry(
     adapter_type = manifest.adapter_type
     dialect = dialect_for(adapter_type)
     fingerprints = Fingerprinter(manifest, dialect)
-    problems: list[str] = []
+    problems: list[Problem] = []
     views: list[FeatureView] = []
     for model in manifest.feature_models():
         spec, found = parse_spec(model, feature_meta(model))
-        problems.extend(found)
+        view = None
         if spec is not None:
-            view = _build_view(
-                model, spec, dialect, columns_of, fingerprints, problems, unknown_types
-            )
-            if view is not None:
-                views.append(view)
-    problems.extend(_cross_view_problems(manifest, views))
-    if problems:
-        raise DefinitionError(
-            f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the feature "
-            "definitions:",
-            problems=problems,
-        )
+            view = _build_view(model, spec, dialect, columns_of, fingerprints, found, unknown_types)
+        problems.extend(Problem(model["name"], message) for message in found)
+        if view is not None and not found:
+            views.append(view)
+    crossed = _cross_view_problems(manifest, views)
+    problems.extend(Problem(view.name, message) for view, message in crossed)
+    dropped = {view.unique_id for view, _ in crossed}
+    views = [v for v in views if v.unique_id not in dropped]
+    registry = _registry(manifest, views, problems, project=project, target=target,
+                         project_fingerprint=project_fingerprint)
+    if strict and problems:
+        raise registry.definition_error()
+    return registry
+
+
+def _registry(manifest: Manifest, views: list[FeatureView], problems: list[Problem], *,
+              project: str, target: str, project_fingerprint: str) -> Registry:
     services = _services(manifest, views)
     consumers: dict[str, list[str]] = {}
     for service in services:
@@ -74,8 +92,8 @@ def build_registry(
             consumers.setdefault(name, []).append(service.name)
     return Registry(
         project=project,
-        adapter_type=adapter_type,
-        dialect=dialect,
+        adapter_type=manifest.adapter_type,
+        dialect=dialect_for(manifest.adapter_type),
         target=target,
         dbt_version=manifest.dbt_version,
         manifest_invocation_id=manifest.invocation_id,
@@ -83,6 +101,8 @@ def build_registry(
         views=tuple(replace(v, consumers=tuple(consumers.get(v.name, ()))) for v in views),
         services=tuple(services),
         fingerprint_version=FINGERPRINT_VERSION,
+        problems=tuple(problems),
+        project_fingerprint=project_fingerprint,
     )
 
 
@@ -140,7 +160,7 @@ def _build_view(
         if dtype is None:
             problems.append(
                 f"{at}: {role} column {actual!r} has type {data_type!r}, which dbt-features "
-                f"cannot serve; cast it to one of: {', '.join(LOGICAL_TYPES)}."
+                f"cannot serve; {cast_hint(data_type)}."
             )
             return None
         if wanted and warehouse_type and logical_type(warehouse_type, dialect) != dtype:
@@ -184,6 +204,7 @@ def _build_view(
         if not names:
             problems.append(f"{at}: the model has no columns besides its keys and timestamps.")
     typed_features = [typed(n, "feature", "features") for n in names if n.lower() not in reserved]
+    problems.extend(_reference_problems(model, [c.name for c in typed_features if c is not None]))
     if len(problems) > before:
         return None
 
@@ -217,51 +238,88 @@ def _build_view(
     )
 
 
-def _cross_view_problems(manifest: Manifest, views: list[FeatureView]) -> list[str]:
-    """Checks across views: shared entities must agree, and so must shared feature names."""
-    problems: list[str] = []
-    nodes = manifest.data["nodes"]
+def _reference_problems(model: dict[str, Any], features: list[str]) -> list[str]:
+    """Names that could not be read back as ``view:feature``."""
+    at = where(model)
+    problems = []
+    why = reference_problem(model["name"])
+    if why:
+        problems.append(
+            f"{at}: the model name {model['name']!r} cannot be used as a feature view name "
+            f"(view:feature) because it {why}; rename the model, e.g. to "
+            f"{safe_name(model['name'])!r}."
+        )
+    for name in features:
+        why = reference_problem(name)
+        if why:
+            problems.append(
+                f"{at}: feature column {name!r} cannot be referenced as "
+                f"{model['name']}:{name} because it {why}; rename it or alias it in the "
+                f"model's SQL (e.g. `as {safe_name(name)}`)."
+            )
+    return problems
+
+
+def _cross_view_problems(manifest: Manifest,
+                         views: list[FeatureView]) -> list[tuple[FeatureView, str]]:
+    """Checks across views: names must be unique, and shared entities and shared feature names
+    must agree. Each problem is about the later view, which is left out."""
+    problems: list[tuple[FeatureView, str]] = []
     first_by_name: dict[str, FeatureView] = {}
     first_entity: dict[str, FeatureView] = {}
     first_feature: dict[tuple[str, str], tuple[FeatureView, Feature]] = {}
     for view in views:
-        at = where(nodes[view.unique_id])
-        other = first_by_name.setdefault(view.name, view)
-        if other is not view:
-            problems.append(
-                f"{at}: another feature view has the same name ({other.unique_id}); "
-                "feature views are referenced by model name, so rename one."
-            )
-        seen = first_entity.setdefault(view.entity.name, view)
-        if seen is not view:
-            mine = [(k.name, k.dtype) for k in view.entity.join_keys]
-            theirs = [(k.name, k.dtype) for k in seen.entity.join_keys]
-            if [n for n, _ in mine] != [n for n, _ in theirs]:
-                problems.append(
-                    f"{at}: entity {view.entity.name!r} has join keys "
-                    f"{list(view.entity.key_names)} here but {list(seen.entity.key_names)} in "
-                    f"{seen.name}; use the same key columns or another entity_name."
-                )
-            elif mine != theirs and UNKNOWN_TYPE not in [t for _, t in (*mine, *theirs)]:
-                problems.append(
-                    f"{at}: entity {view.entity.name!r} join keys have types "
-                    f"{[t for _, t in mine]} here but {[t for _, t in theirs]} in {seen.name} "
-                    f"({', '.join(view.entity.key_names)}); cast them to the same type."
-                )
+        at = where(manifest.data["nodes"][view.unique_id])
+        found = _name_problem(view, first_by_name, at) or _entity_problem(view, first_entity, at)
+        found = found or _feature_problem(view, first_feature, at)
+        if found:
+            problems.append((view, found))
+            continue
+        first_by_name.setdefault(view.name, view)
+        first_entity.setdefault(view.entity.name, view)
         for feature in view.features:
-            key = (view.entity.name, feature.name)
-            prior = first_feature.setdefault(key, (view, feature))
-            if (
-                prior[0] is not view
-                and prior[1].dtype != feature.dtype
-                and UNKNOWN_TYPE not in (prior[1].dtype, feature.dtype)
-            ):
-                problems.append(
-                    f"{at}: feature {feature.name!r} of entity {view.entity.name!r} is "
-                    f"{feature.dtype} here but {prior[1].dtype} in {prior[0].name}; one name "
-                    "must mean one type: rename one or cast it."
-                )
+            first_feature.setdefault((view.entity.name, feature.name), (view, feature))
     return problems
+
+
+def _name_problem(view: FeatureView, first: dict[str, FeatureView], at: str) -> str | None:
+    other = first.get(view.name)
+    if other is None:
+        return None
+    return (f"{at}: another feature view has the same name ({other.unique_id}); "
+            "feature views are referenced by model name, so rename one.")
+
+
+def _entity_problem(view: FeatureView, first: dict[str, FeatureView], at: str) -> str | None:
+    seen = first.get(view.entity.name)
+    if seen is None:
+        return None
+    mine = [(k.name, k.dtype) for k in view.entity.join_keys]
+    theirs = [(k.name, k.dtype) for k in seen.entity.join_keys]
+    if [n for n, _ in mine] != [n for n, _ in theirs]:
+        return (f"{at}: entity {view.entity.name!r} has join keys "
+                f"{list(view.entity.key_names)} here but {list(seen.entity.key_names)} in "
+                f"{seen.name}; use the same key columns or another entity_name.")
+    if mine != theirs and UNKNOWN_TYPE not in [t for _, t in (*mine, *theirs)]:
+        return (f"{at}: entity {view.entity.name!r} join keys have types "
+                f"{[t for _, t in mine]} here but {[t for _, t in theirs]} in {seen.name} "
+                f"({', '.join(view.entity.key_names)}); cast them to the same type.")
+    return None
+
+
+def _feature_problem(view: FeatureView, first: dict[tuple[str, str], tuple[FeatureView, Feature]],
+                     at: str) -> str | None:
+    for feature in view.features:
+        prior = first.get((view.entity.name, feature.name))
+        if (
+            prior is not None
+            and prior[1].dtype != feature.dtype
+            and UNKNOWN_TYPE not in (prior[1].dtype, feature.dtype)
+        ):
+            return (f"{at}: feature {feature.name!r} of entity {view.entity.name!r} is "
+                    f"{feature.dtype} here but {prior[1].dtype} in {prior[0].name}; one name "
+                    "must mean one type: rename one or cast it.")
+    return None
 
 
 def _services(manifest: Manifest, views: list[FeatureView]) -> list[FeatureService]:

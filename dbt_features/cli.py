@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 
 from .errors import DbtFeaturesError, UsageError
-from .registry import FeatureView
+from .registry import FeatureView, Registry
 from .store import FeatureStore, view_summary
 
 
@@ -62,8 +62,20 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def open_store(project_dir: str | None, profiles_dir: str | None, target: str | None,
                vars_: str | None) -> FeatureStore:
-    return FeatureStore(project_dir, profiles_dir=profiles_dir, target=target,
-                        vars=parse_vars(vars_))
+    store = FeatureStore(project_dir, profiles_dir=profiles_dir, target=target,
+                         vars=parse_vars(vars_))
+    store.on_problems = warn_problems
+    return store
+
+
+def warn_problems(registry: Registry) -> None:
+    """One line on stderr: the valid views are in use, these definitions are left out."""
+    count = len(registry.problems)
+    click.echo(
+        f"Warning: {count} problem{'s' if count > 1 else ''} in the feature definitions; left "
+        f"out: {', '.join(registry.broken)}. Run `dbt-features validate` for details.",
+        err=True,
+    )
 
 
 def parse_vars(text: str | None) -> dict[str, Any]:
@@ -71,12 +83,17 @@ def parse_vars(text: str | None) -> dict[str, Any]:
         return {}
     import yaml
 
+    # The vars may hold secrets (an online store URL): messages never repeat their text.
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UsageError(f"--vars {text!r} is not YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "it does not parse"
+        raise UsageError(f"--vars is not valid YAML{at}: {problem}.") from None
     if not isinstance(value, dict):
-        raise UsageError(f"--vars must be a YAML mapping, e.g. '{{n_customers: 100}}', not {text!r}.")
+        raise UsageError(f"--vars must be a YAML mapping, e.g. '{{n_customers: 100}}', not a "
+                         f"{type(value).__name__}.")
     return value
 
 
@@ -112,11 +129,12 @@ def validate(project_dir, profiles_dir, target, vars_, as_json) -> None:
 @main.command("list")
 @dbt_options
 @click.option("--select", "-s", "select", default=None, help="dbt selector of feature models.")
+@click.option("--exclude", "exclude", default=None, help="dbt selector of models to leave out.")
 @handle_errors
-def list_(project_dir, profiles_dir, target, vars_, as_json, select) -> None:
+def list_(project_dir, profiles_dir, target, vars_, as_json, select, exclude) -> None:
     """List feature views: entity, timestamp, ttl, online flag, features."""
     store = open_store(project_dir, profiles_dir, target, vars_)
-    views = store.select(select)
+    views = store.select(select, exclude)
     emit(as_json, {"views": [view_summary(v) for v in views]}, lambda: format_views(views))
 
 

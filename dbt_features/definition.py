@@ -27,6 +27,7 @@ KNOWN_KEYS = (
 )
 _TTL = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_TTL_SECONDS = 36500 * 86400
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,50 @@ def where(model: dict[str, Any]) -> str:
 def parse_ttl(value: Any) -> int | None:
     """``30d``/``12h``/``90m``/``45s``/``2w`` to seconds; ``0``/absent to None (no ttl).
 
-    Raises ValueError with the accepted forms for anything else.
+    Raises ValueError with the accepted forms for anything else, and for a ttl longer than
+    ``MAX_TTL_SECONDS`` (timestamps minus such a ttl leave the calendar).
     """
+    if isinstance(value, bool):
+        raise ValueError(
+            f"ttl {value!r} is not a duration: write a whole number and a unit, e.g. '30d', "
+            "or 0 (or leave ttl out) for no ttl"
+        )
     if value is None or value == 0 or value == "0":
         return None
     if isinstance(value, str):
         match = _TTL.match(value)
         if match:
             seconds = int(match.group(1)) * _TTL_UNITS[match.group(2)]
+            if seconds > MAX_TTL_SECONDS:
+                raise ValueError(
+                    f"ttl {value!r} is longer than {MAX_TTL_SECONDS // _TTL_UNITS['d']}d (100 "
+                    "years), the longest ttl; write a shorter one, or 0 for no ttl"
+                )
             return seconds or None
     raise ValueError(
         f"ttl {value!r} is not a duration: write a whole number and a unit "
         "(s, m, h, d or w), e.g. '30d', '12h', '90m', or 0 for no ttl"
     )
+
+
+_REFERENCE_BREAKERS = ":,"
+
+
+def reference_problem(name: str) -> str | None:
+    """Why ``name`` cannot be written in a ``view:feature`` reference (the CLI and the APIs
+    split references on ':' and lists of them on ','), as "it ...", or None when it can."""
+    if name != name.strip():
+        return "has leading or trailing spaces"
+    if name == "*":
+        return "is '*', which means every feature"
+    found = [repr(c) for c in _REFERENCE_BREAKERS if c in name]
+    return f"contains {' and '.join(found)}" if found else None
+
+
+def safe_name(name: str) -> str:
+    """A name like ``name`` that ``reference_problem`` accepts, to suggest."""
+    cleaned = "".join("_" if c in _REFERENCE_BREAKERS else c for c in name.strip())
+    return cleaned if cleaned not in ("", "*") else "feature_1"
 
 
 def closest(name: str, choices: list[str] | tuple[str, ...]) -> str:

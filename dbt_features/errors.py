@@ -51,3 +51,12 @@ class OnlineStoreError(DbtFeaturesError):
     """The online store (Redis) could not be reached or refused an operation."""
 
     exit_code = 1
+
+
+class WarehouseValueError(WarehouseError):
+    """The warehouse returned a value Python cannot hold (an infinite timestamp, ...), in one of
+    ``columns`` of the query (callers that know which view those columns are name it)."""
+
+    def __init__(self, message: str, *, columns: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.columns = list(columns or [])

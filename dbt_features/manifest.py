@@ -1,25 +1,28 @@
 """Reading dbt's ``manifest.json``: the documented artifact, read as plain JSON.
 
 The manifest is rebuilt with ``dbt parse`` (and the feature models' SQL with ``dbt compile``)
-only when it is missing, older than the project's files, or made for another kind of warehouse.
+only when it is missing, older than the project's files, made for another kind of warehouse, or
+when the project's state (``staleness``: its files, profile, target, vars) is not the one it
+was accepted with, which ``target/feature_manifest_state.json`` records.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import ProjectError
-from .project import Project, run_dbt
+from .project import PROFILES_FILE, Project, run_dbt, target_name, vars_for_dbt
+from .staleness import ProjectState, project_state
 
 # Manifest schema versions this reader understands (dbt 1.8 writes v12; 1.10/1.11 too).
 SUPPORTED_SCHEMA_VERSIONS = range(12, 13)
 META_KEY = "feature_store"
-_PROJECT_FILE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".py", ".md", ".jinja"}
-_SKIPPED_DIRS = {"target", "dbt_packages", "logs", ".venv", "venv", "node_modules", ".git"}
+STATE_FILE = "feature_manifest_state.json"
 
 
 @dataclass(frozen=True)
@@ -114,33 +117,31 @@ def read_manifest(path: Path) -> Manifest:
     return Manifest(path=path, data=data)
 
 
-def newest_project_file(project: Project) -> float:
-    """The newest modification time among the files dbt reads to build the manifest."""
-    newest = (project.root / "dbt_project.yml").stat().st_mtime
-    for path in _project_files(project.root):
-        newest = max(newest, path.stat().st_mtime)
-    return newest
+def current_state(project: Project) -> ProjectState:
+    """The project's state as dbt would parse it now (see ``staleness``)."""
+    return project_state(
+        project.root,
+        profiles_file=project.profiles_dir / PROFILES_FILE,
+        target=target_name(project),
+        vars=vars_for_dbt(project.options.vars),
+        skip=(project.target_path,),
+    )
 
 
-def _project_files(root: Path) -> Iterator[Path]:
-    for path in root.iterdir():
-        if path.name in _SKIPPED_DIRS or path.name.startswith("."):
-            continue
-        if path.is_dir():
-            yield from _project_files(path)
-        elif path.suffix in _PROJECT_FILE_SUFFIXES:
-            yield path
-
-
-def load_manifest(project: Project, adapter_type: str, *, refresh: bool = False) -> Manifest:
+def load_manifest(project: Project, adapter_type: str, *, refresh: bool = False,
+                  state: ProjectState | None = None) -> Manifest:
     """The project's manifest, rebuilt first when it is missing, stale or for another adapter.
 
     Feature models need their compiled SQL (for fingerprints and for serving ephemeral models):
     ``dbt parse`` does not write it, so those models and their ancestors are then compiled.
     """
+    state = state or current_state(project)
     path = project.manifest_path
-    stale = refresh or not path.is_file() or path.stat().st_mtime < newest_project_file(project)
-    manifest = None if stale else read_manifest(path)
+    manifest = None
+    if not refresh and path.is_file() and path.stat().st_mtime >= state.newest_mtime:
+        manifest = read_manifest(path)
+        if _accepted_state(project, manifest) not in (None, state.fingerprint):
+            manifest = None  # made for other files, vars, target or profile
     if manifest is None or manifest.adapter_type != adapter_type:
         run_dbt(project, ["parse"])
         manifest = read_manifest(path)
@@ -148,7 +149,33 @@ def load_manifest(project: Project, adapter_type: str, *, refresh: bool = False)
     if ids and manifest.missing_compiled_code(ids):
         run_dbt(project, ["compile", "--select", *(f"+{_selector(manifest, i)}" for i in ids)])
         manifest = read_manifest(path)
+    if _accepted_state(project, manifest) != state.fingerprint:
+        _accept_state(project, manifest, state)
     return manifest
+
+
+def _accepted_state(project: Project, manifest: Manifest) -> str | None:
+    """The project fingerprint this manifest was accepted with; None for a manifest we have
+    not seen (a `dbt run` of the user's since: trusted, as it is newer than every file)."""
+    try:
+        data = json.loads((project.target_path / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("manifest_invocation_id") != manifest.invocation_id:
+        return None
+    return str(data.get("project_fingerprint"))
+
+
+def _accept_state(project: Project, manifest: Manifest, state: ProjectState) -> None:
+    path = project.target_path / STATE_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = {"manifest_invocation_id": manifest.invocation_id,
+            "project_fingerprint": state.fingerprint}
+    try:
+        tmp.write_text(json.dumps(data) + "\n")
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # only a cache: the next command parses again
 
 
 def _selector(manifest: Manifest, unique_id: str) -> str:

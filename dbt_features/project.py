@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
 from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +18,19 @@ from typing import Any
 
 import yaml
 
-from .errors import ProjectError
+from .errors import ProjectError, WarehouseError
 
 log = logging.getLogger("dbt_features")
 
 PROJECT_FILE = "dbt_project.yml"
 PROFILES_FILE = "profiles.yml"
+VARS_KEY = "dbt_features"
+"""Our own block of dbt vars (``vars: {dbt_features: {online_store: ...}}``)."""
+_PRIVATE_VARS = ("online_store",)
+"""Settings of that block that dbt never sees: dbt records its args (vars included) in
+target/run_results.json and its logs, and the online store's URL may hold a password."""
+_DUCKDB_LOCK = re.compile(r'Could not set lock on file "(?P<path>[^"]+)": Conflicting lock is '
+                          r"held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,20 @@ class Project:
         args = ["--project-dir", str(self.root), "--profiles-dir", str(self.profiles_dir)]
         if self.options.target:
             args += ["--target", self.options.target]
-        if self.options.vars:
-            args += ["--vars", yaml.safe_dump(self.options.vars, default_flow_style=True).strip()]
+        dbt_vars = vars_for_dbt(self.options.vars)
+        if dbt_vars:
+            args += ["--vars", yaml.safe_dump(dbt_vars, default_flow_style=True).strip()]
         return args
+
+
+def vars_for_dbt(given: dict[str, Any]) -> dict[str, Any]:
+    """The vars to hand to dbt: all of them but our private settings (see ``_PRIVATE_VARS``)."""
+    ours = given.get(VARS_KEY)
+    if not isinstance(ours, dict):
+        return dict(given)
+    kept = {k: v for k, v in ours.items() if k not in _PRIVATE_VARS}
+    rest = {k: v for k, v in given.items() if k != VARS_KEY}
+    return rest | ({VARS_KEY: kept} if kept else {})
 
 
 def find_project(options: DbtOptions) -> Project:
@@ -130,22 +150,86 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def run_dbt(project: Project, command: list[str]) -> None:
     """Run one dbt command in this process (``dbtRunner``) with the project's options.
 
-    dbt's own log lines are kept quiet; when the command fails its error messages become ours.
+    dbt's own log lines are kept quiet; when the command fails its error messages become ours,
+    one line, without dbt's stack traces. Whatever connection dbt's adapter keeps open after
+    the command (dbt-duckdb's ``keep_open``, its default) is closed, so that this process can
+    open the warehouse itself afterwards.
     """
     from dbt.cli.main import dbtRunner
 
     errors: list[str] = []
 
     def collect(event: Any) -> None:
-        if event.info.level == "error" and event.info.msg:
-            errors.append(str(event.info.msg).strip())
+        if event.info.level == "error" and event.info.msg and event.info.name != "MainStackTrace":
+            errors.append(str(event.info.msg))
 
     log.info("running `dbt %s` in %s", " ".join(command), project.root)
     args = [*command, *project.dbt_args(), "--log-level", "none", "--no-use-colors"]
-    result = dbtRunner(callbacks=[collect]).invoke(args)
+    # dbt records this process's command line in run_results.json as its own: let it record
+    # the dbt command it runs, not ours (whose --vars may hold the online store's password).
+    argv, sys.argv = sys.argv, ["dbt", *args]
+    try:
+        result = dbtRunner(callbacks=[collect]).invoke(args)
+    finally:
+        sys.argv = argv
+        release_dbt_connections()
     if not result.success:
-        detail = "\n".join(dict.fromkeys(e for e in errors if e)) or str(result.exception or "")
-        raise ProjectError(f"`dbt {' '.join(command)}` failed in {project.root}:\n{detail}")
+        if result.exception is not None:
+            errors.append(str(result.exception))
+        reason = dbt_failure(errors)
+        # A file locked by another process is a moment's condition, not a project error.
+        error = WarehouseError if reason.startswith("DuckDB file ") else ProjectError
+        raise error(f"`dbt {' '.join(command)}` failed in {project.root}: {reason}")
+
+
+def dbt_failure(messages: list[str]) -> str:
+    """dbt's error messages as one line: stack traces dropped, each message on one line, no
+    repeats; a DuckDB file locked by another process said plainly."""
+    lines: list[str] = []
+    for message in messages:
+        text = message.split("Traceback (most recent call last)", 1)[0]
+        text = text.replace("Encountered an error:", "")
+        lines.append(" ".join(text.split()))
+    for line in lines:
+        locked = duckdb_lock_message(line)
+        if locked:
+            return locked
+        if "same database file with a different configuration" in line:
+            return (
+                "this process already has the DuckDB file open with other settings (a "
+                "read-only connection of yours?), so dbt cannot open it: close that connection "
+                "while dbt runs (dbt-features runs dbt only when the project changed)."
+            )
+    shown = [line for line in dict.fromkeys(lines) if line]
+    return "; ".join(shown) or "dbt gave no reason (run the same dbt command to see its log)"
+
+
+def duckdb_lock_message(text: str) -> str | None:
+    """One line for DuckDB's "Conflicting lock is held in ... (PID n)", else None."""
+    match = _DUCKDB_LOCK.search(text)
+    if match is None:
+        return None
+    return (
+        f"DuckDB file {match['path']} is locked by another process ({match['program']}, PID "
+        f"{match['pid']}): wait for that command (a `dbt run`, a `dbt-features sync`?) to "
+        "finish, or close the program holding the file, then run this again."
+    )
+
+
+def release_dbt_connections() -> None:
+    """Close the DuckDB database that dbt-duckdb keeps open in this process after a command.
+
+    dbt-duckdb holds one environment per process at class level; with ``keep_open`` (its
+    default) its read-write connection outlives the command, and DuckDB then refuses any other
+    connection to that file with another configuration (our read-only one)."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    with DuckDBConnectionManager._LOCK:
+        env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+    if env is not None:
+        env.close()
 
 
 def load_credentials(project: Project) -> tuple[str, Any]:

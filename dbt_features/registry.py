@@ -7,13 +7,14 @@ exported as ``target/feature_registry.json`` so that serving can load it without
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .definition import closest
-from .errors import ProjectError, UsageError
+from .errors import DefinitionError, ProjectError, UsageError
 from .warehouse import Relation
 
 REGISTRY_VERSION = 1
@@ -126,7 +127,19 @@ class FeatureService:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """A broken feature definition: the model it is about (left out of the registry) and the
+    complete message, naming the model, its file(s) and what to change."""
+
+    model: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Registry:
+    """Every valid feature view of a project; the broken definitions are left out and listed in
+    ``problems`` (``dbt-features validate`` fails on any)."""
+
     project: str
     adapter_type: str
     dialect: str
@@ -138,13 +151,37 @@ class Registry:
     services: tuple[FeatureService, ...] = ()
     fingerprint_version: str = ""
     registry_version: int = field(default=REGISTRY_VERSION)
+    problems: tuple[Problem, ...] = ()
+    project_fingerprint: str = ""
+    """``staleness.project_state`` of the project this registry was built from."""
 
     @property
     def entities(self) -> tuple[Entity, ...]:
         return tuple({v.entity.name: v.entity for v in self.views}.values())
 
+    @property
+    def broken(self) -> tuple[str, ...]:
+        """Names of the models whose feature definitions are broken (left out of ``views``)."""
+        return tuple(dict.fromkeys(p.model for p in self.problems))
+
     def view(self, name: str) -> FeatureView:
+        if name in self.broken and name not in {v.name for v in self.views}:
+            raise self.definition_error(name)
         return _named(self.views, name, "feature view", "the feature views are")
+
+    def definition_error(self, *models: str) -> DefinitionError:
+        """The problems of ``models`` (default: all, as ``validate`` raises them) as an error."""
+        found = [p.message for p in self.problems if not models or p.model in models]
+        if models:
+            which = (f"feature view {models[0]!r} cannot be used until its definition is"
+                     if len(models) == 1 else
+                     f"feature views {', '.join(models)} cannot be used until their definitions "
+                     "are")
+            return DefinitionError(f"{which} fixed:", problems=found)
+        return DefinitionError(
+            f"{len(found)} problem{'s' if len(found) > 1 else ''} in the feature definitions:",
+            problems=found,
+        )
 
     def service(self, name: str) -> FeatureService:
         return _named(self.services, name, "feature service (exposure of type ml)", "they are")
@@ -166,7 +203,7 @@ class Registry:
 
     def save(self, path: Path) -> None:
         """Write atomically: a reader never sees a half-written registry."""
-        tmp = path.with_suffix(".json.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
         tmp.replace(path)
 
@@ -181,8 +218,9 @@ class Registry:
         services = tuple(
             FeatureService(**{**s, "views": tuple(s["views"])}) for s in data.get("services", [])
         )
-        plain = {k: v for k, v in data.items() if k not in ("views", "services")}
-        return cls(**plain, views=views, services=services)
+        problems = tuple(Problem(**p) for p in data.get("problems", []))
+        plain = {k: v for k, v in data.items() if k not in ("views", "services", "problems")}
+        return cls(**plain, views=views, services=services, problems=problems)
 
     @classmethod
     def load(cls, path: Path) -> "Registry":

@@ -5,15 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .build import build_registry
 from .diff import RegistryDiff, diff_against_state
 from .errors import ProjectError, UsageError
 from .fingerprint import FINGERPRINT_VERSION
-from .manifest import Manifest, load_manifest
+from .manifest import Manifest, current_state, load_manifest
 from .project import DbtOptions, Project, find_project, load_credentials, target_name
 from .registry import REGISTRY_FILE, FeatureRef, FeatureView, Registry
+from .selection import select_views
 from .state import load_state
 from .warehouse import Relation, Warehouse, open_warehouse
 
@@ -24,6 +25,10 @@ class FeatureStore:
     Takes dbt's own options as keywords (``project_dir``, ``profiles_dir``, ``target``,
     ``vars``); with none, it uses the dbt project around the current directory, like dbt.
     The registry is loaded once and kept; call ``refresh()`` after changing the project.
+
+    A broken feature definition does not stop the others: it is left out of the registry and
+    listed in ``registry.problems`` (``validate()`` raises on any); ``on_problems``, when set, is
+    called with the registry once it is loaded with problems (the CLI prints a warning).
     """
 
     def __init__(
@@ -38,6 +43,7 @@ class FeatureStore:
         self.project: Project = find_project(self.options)
         self._registry: Registry | None = None
         self._manifest: Manifest | None = None
+        self.on_problems: Callable[[Registry], None] | None = None
 
     @cached_property
     def adapter_type(self) -> str:
@@ -57,6 +63,8 @@ class FeatureStore:
     def registry(self) -> Registry:
         if self._registry is None:
             self._registry = self._load_registry(refresh=False)
+            if self._registry.problems and self.on_problems is not None:
+                self.on_problems(self._registry)
         return self._registry
 
     def refresh(self) -> Registry:
@@ -67,8 +75,12 @@ class FeatureStore:
 
     def validate(self) -> Registry:
         """Check every feature definition against the project and the warehouse; raise
-        ``DefinitionError`` listing every problem."""
-        return self.refresh()
+        ``DefinitionError`` listing every problem. dbt runs only if the manifest is not current
+        (``refresh()`` forces it); the registry is always rebuilt."""
+        self._registry = self._load_registry(refresh=True)
+        if self._registry.problems:
+            raise self._registry.definition_error()
+        return self._registry
 
     def warehouse(self) -> Warehouse:
         """A new connection to the target's warehouse (close it, or use ``with``)."""
@@ -84,13 +96,16 @@ class FeatureStore:
 
     def sync(self, select: str | None = None, *, full_refresh: bool = False,
              from_sql: bool = False, batch_size: int | None = None,
-             progress: Any = None) -> list[Any]:
+             allow_eviction: bool = False, progress: Any = None) -> list[Any]:
         """Sync the online views (matching a dbt selector) into the online store; a list of
-        ``adapter.sync.ViewSync``. Incremental unless ``full_refresh``."""
-        from adapter.sync import sync_views
+        ``adapter.sync.ViewSync``. Incremental unless ``full_refresh``; either way the store
+        ends up serving what a full refresh would."""
+        from adapter.sync import DEFAULT_BATCH_SIZE, SyncOptions, sync_views
 
-        return sync_views(self, select, full_refresh=full_refresh, from_sql=from_sql,
-                          batch_size=batch_size, progress=progress)
+        options = SyncOptions(full_refresh=full_refresh, from_sql=from_sql,
+                              batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
+                              allow_eviction=allow_eviction, progress=progress)
+        return sync_views(self, select, options)
 
     def get_online_features(self, features: list[str] | str,
                             entity_rows: list[dict[str, Any]]) -> Any:
@@ -131,42 +146,35 @@ class FeatureStore:
         if saved is not None and saved.target != self.target:
             # The manifest's relation names may belong to another target: parse again.
             self._manifest = load_manifest(self.project, self.adapter_type, refresh=True)
-        manifest = self.manifest
+        state = current_state(self.project)
+        if self._manifest is None:
+            self._manifest = load_manifest(self.project, self.adapter_type, state=state)
+        manifest = self._manifest
         if (
             saved is not None
             and saved.target == self.target
             and saved.manifest_invocation_id == manifest.invocation_id
+            and saved.project_fingerprint == state.fingerprint
         ):
-            return saved
-        with _LazyWarehouse(self.project) as lazy:
-            registry = build_registry(
-                manifest, project=self.project.name, target=self.target, columns_of=lazy.describe
-            )
-        registry.save(path)
+            registry = saved
+        else:
+            with _LazyWarehouse(self.project) as lazy:
+                registry = build_registry(
+                    manifest, project=self.project.name, target=self.target,
+                    columns_of=lazy.describe, strict=False,
+                    project_fingerprint=state.fingerprint,
+                )
+            registry.save(path)
         return registry
 
-    def select(self, selector: str | None = None) -> list[FeatureView]:
+    def select(self, selector: str | None = None, exclude: str | None = None) -> list[FeatureView]:
         """Feature views matching a dbt selector (``--select``: names, ``tag:``, paths, graph
-        operators, ``state:``), with dbt's own selection engine."""
-        views = list(self.registry.views)
-        if not selector:
-            return views
-        chosen = set(self._dbt_ls(selector))
-        return [v for v in views if v.unique_id in chosen]
-
-    def _dbt_ls(self, selector: str) -> list[str]:
-        import json
-
-        from dbt.cli.main import dbtRunner
-
-        args = [
-            "ls", "--select", selector, "--resource-type", "model", "--output", "json",
-            "--output-keys", "unique_id", *self.project.dbt_args(), "--log-level", "none",
-        ]
-        result = dbtRunner().invoke(args)
-        if not result.success:
-            raise UsageError(f"--select {selector!r} is not a valid dbt selector: {result.exception}")
-        return [json.loads(line)["unique_id"] for line in result.result or []]
+        operators, ``state:`` against ``DBT_STATE``) minus ``exclude``, with dbt's own selection
+        engine on the loaded manifest (nothing is written). A selector matching no feature view
+        raises ``UsageError`` with the closest names."""
+        registry = self.registry  # before .manifest: loading it may re-parse
+        return select_views(registry, self.manifest, selector, exclude,
+                            project_root=self.project.root, target_path=self.project.target_path)
 
     def describe(self, ref: str) -> dict[str, Any]:
         """A view (``customer_spend``) or one feature (``customer_spend:avg_amount_30d``) as a dict."""
@@ -196,6 +204,8 @@ class FeatureStore:
         (dbt's ``--state`` folder, e.g. production's target/): see ``dbt_features.diff``."""
         other, notes = load_state(state)  # a bad --state fails before any dbt work
         registry = self.registry  # before .manifest: it may re-parse, replacing the manifest
+        if registry.problems:
+            raise registry.definition_error()  # a view left out would look removed
         return diff_against_state(registry, self.manifest, other, notes)
 
     def get_training_set(

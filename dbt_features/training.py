@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
 
 from . import pit
 from .definition import closest
-from .errors import UsageError
+from .errors import DefinitionError, UsageError, WarehouseValueError
 from .registry import Feature, FeatureView, Registry
+from .warehouse import Relation
 from .types import arrow_logical, logical_type
 from .spine import (
     ARROW_TYPES,
@@ -35,6 +40,8 @@ from .spine import (
 from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
+INLINED = "__dbt_features_model_"
+"""Prefix of the CTE that stands for an ephemeral feature view (it has no relation)."""
 
 
 def plan(registry: Registry, features: Iterable[str] | str, *,
@@ -56,16 +63,64 @@ def plan(registry: Registry, features: Iterable[str] | str, *,
         outputs = []
         for feature in chosen:
             out = f"{name}__{feature.name}" if full_feature_names else feature.name
+            if out in seen and full_feature_names:
+                raise UsageError(
+                    f"features {seen[out]} and {name}:{feature.name} would both be column "
+                    f"{out!r} with --full-feature-names (full_feature_names=True); request only "
+                    "one of them, or rename one of the columns in its model."
+                )
             if out in seen:
                 raise UsageError(
-                    f"feature {feature.name!r} is requested from both {seen[out]} and {name}; "
-                    "pass --full-feature-names (full_feature_names=True) to name the columns "
-                    "view__feature, or request only one of them."
+                    f"feature {feature.name!r} is requested from both "
+                    f"{seen[out].partition(':')[0]} and {name}; pass --full-feature-names "
+                    "(full_feature_names=True) to name the columns view__feature, or request "
+                    "only one of them."
                 )
-            seen[out] = name
+            seen[out] = f"{name}:{feature.name}"
             outputs.append((feature.name, out))
         joins.append(pit.ViewJoin(views[name], tuple(outputs)))
     return joins
+
+
+def training_query(spine: pit.Spine, joins: list[pit.ViewJoin], dialect: str, *,
+                   source_dialect: str, **options: bool) -> exp.Select:
+    """``pit.point_in_time_query``, with each ephemeral view's compiled SQL (written in
+    ``source_dialect``, the target's) inlined as a CTE in place of the relation it lacks."""
+    inlined: list[exp.CTE] = []
+    planned = []
+    for join in joins:
+        view = join.view
+        if view.materialized == "ephemeral":
+            name = INLINED + view.name
+            inlined.append(exp.CTE(this=_compiled_query(view, source_dialect),
+                                   alias=exp.TableAlias(this=exp.to_identifier(name, quoted=True))))
+            view = replace(view, relation=Relation(None, None, name))
+        planned.append(replace(join, view=view))
+    query = pit.point_in_time_query(spine, planned, dialect, **options)
+    if inlined:
+        existing = query.args.get("with_")
+        query.set("with_", exp.With(expressions=[*inlined, *(existing.expressions if existing else [])]))
+    return query
+
+
+def _compiled_query(view: FeatureView, dialect: str) -> exp.Query:
+    where = f"model {view.name} ({view.file})"
+    if not view.compiled_sql:
+        raise DefinitionError(
+            f"{where} is ephemeral and has no compiled SQL in the manifest: run `dbt compile "
+            f"--select {view.name}`, or materialize it as a table or view."
+        )
+    try:
+        parsed = sqlglot.parse_one(view.compiled_sql, read=dialect)
+    except ParseError as exc:
+        raise DefinitionError(
+            f"{where}: its compiled SQL cannot be parsed as {dialect} to inline it "
+            f"({str(exc).splitlines()[0]}); materialize it as a table or view instead of "
+            "ephemeral."
+        ) from exc
+    if not isinstance(parsed, exp.Query):
+        raise DefinitionError(f"{where}: its compiled SQL is not a query.")
+    return parsed
 
 
 def parse_features(features: Iterable[str] | str) -> list[str]:
@@ -124,20 +179,33 @@ def _features_of(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int) ->
     Measured on DuckDB: the query without its tie-break is faster, and exact whenever it
     returns one row per spine row (no matched time holds two rows); otherwise it is run again
     with the tie-break."""
-    query = pit.point_in_time_query(spine, [join], wh.dialect, tie_break=False)
-    found = wh.arrow(pit.to_sql(query, wh.dialect))
+    query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect, tie_break=False)
+    found = _fetch(wh, pit.to_sql(query, wh.dialect), [join])
     if found.num_rows != n:
-        found = wh.arrow(pit.to_sql(pit.point_in_time_query(spine, [join], wh.dialect), wh.dialect))
+        query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect)
+        found = _fetch(wh, pit.to_sql(query, wh.dialect), [join])
     if found.num_rows != n:  # pragma: no cover - would be a bug of ours
         raise AssertionError(f"{found.num_rows} feature rows for {n} spine rows")
     return found
+
+
+def _fetch(wh: Warehouse, sql: str, joins: list[pit.ViewJoin]) -> pa.Table:
+    """Run a training query; a value the warehouse cannot hand over names its feature view."""
+    try:
+        return wh.arrow(sql)
+    except WarehouseValueError as exc:
+        views = [j.view for j in joins if any(out in exc.columns for _, out in j.outputs)]
+        if not views:
+            raise
+        where = ", ".join(f"feature view {v.name} ({v.file})" for v in views)
+        raise WarehouseValueError(f"{where}: {exc.message}", columns=exc.columns) from exc
 
 
 def _model_spine_set(wh: Warehouse, spine: ModelSpine, joins: list[pit.ViewJoin],
                      spine_timestamp: str | None) -> pa.Table:
     columns = wh.describe(spine.relation)
     sql = training_query_sql(spine, columns, joins, wh.dialect, spine_timestamp)
-    found = wh.arrow(sql)
+    found = _fetch(wh, sql, joins)
     for join in joins:
         for feature, out in join.outputs:
             index = found.column_names.index(out)
@@ -171,13 +239,15 @@ def training_sql(
     with warehouse() as wh:
         columns = wh.describe(relation)
     return training_query_sql(ModelSpine(spine, relation), columns, joins, dialect,
-                              spine_timestamp, pretty=pretty)
+                              spine_timestamp, pretty=pretty, source_dialect=registry.dialect)
 
 
 def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
                        joins: list[pit.ViewJoin], dialect: str,
-                       spine_timestamp: str | None, *, pretty: bool = False) -> str:
-    """The SQL of a training set whose spine is a relation (what ``dbt-features sql`` prints)."""
+                       spine_timestamp: str | None, *, pretty: bool = False,
+                       source_dialect: str | None = None) -> str:
+    """The SQL of a training set whose spine is a relation (what ``dbt-features sql`` prints);
+    ``source_dialect``: the target's, in which ephemeral views' compiled SQL is written."""
     where = f"spine model {spine.name} ({spine.relation})"
     if columns is None:
         raise UsageError(
@@ -197,9 +267,9 @@ def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
         db=pit.exp.to_identifier(parts[-2], quoted=True) if len(parts) > 1 else None,
         catalog=pit.exp.to_identifier(parts[-3], quoted=True) if len(parts) > 2 else None,
     )
-    query = pit.point_in_time_query(
+    query = training_query(
         pit.Spine(table=table, columns=tuple(columns), timestamp=ts, timestamp_kind=kinds[ts]),
-        joins, dialect,
+        joins, dialect, source_dialect=source_dialect or dialect,
     )
     return pit.to_sql(query, dialect, pretty=pretty)
 

@@ -18,7 +18,7 @@ _BY_SQLGLOT_TYPE: dict[exp.DataType.Type, str] = {}
 for _name, _types in {
     "int64": ("TINYINT", "SMALLINT", "MEDIUMINT", "INT", "BIGINT", "UTINYINT", "USMALLINT",
               "UMEDIUMINT", "UINT", "UBIGINT", "SERIAL", "SMALLSERIAL", "BIGSERIAL"),
-    "double": ("FLOAT", "DOUBLE", "DECIMAL", "BIGDECIMAL", "MONEY", "SMALLMONEY", "UDECIMAL",
+    "double": ("FLOAT", "DOUBLE", "DECIMAL", "BIGDECIMAL", "UDECIMAL",
                "DECIMAL32", "DECIMAL64", "DECIMAL128", "DECIMAL256"),
     "bool": ("BOOLEAN",),
     "string": ("VARCHAR", "NVARCHAR", "CHAR", "NCHAR", "TEXT", "NAME", "BPCHAR", "UUID",
@@ -58,6 +58,14 @@ def logical_type(data_type: str, dialect: str) -> str | None:
     except (ParseError, ValueError):
         return None
     return _BY_SQLGLOT_TYPE.get(parsed.this)
+
+
+def cast_hint(data_type: str) -> str:
+    """What to do with a column whose type ``logical_type`` refuses."""
+    if " ".join(data_type.lower().split()) in ("money", "smallmoney"):
+        # PostgreSQL sends money as locale-formatted text ('$1,234.50'), not as a number.
+        return "cast it to numeric in the model (e.g. `amount::numeric`)"
+    return f"cast it to one of: {', '.join(LOGICAL_TYPES)}"
 
 
 def is_temporal(dtype: str | None) -> bool:

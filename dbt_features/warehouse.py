@@ -12,7 +12,6 @@ import io
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -21,7 +20,8 @@ from sqlglot import exp
 import pyarrow as pa
 
 from .errors import WarehouseError
-from .project import Project, load_credentials, target_name
+from .pg_values import register_strict_datetimes, rows_to_arrow
+from .project import Project, duckdb_lock_message, load_credentials, target_name
 from .types import arrow_logical
 
 # dbt adapter type -> sqlglot dialect.
@@ -132,15 +132,10 @@ class DuckDBWarehouse(Warehouse):
                 "first (a relative `path:` in profiles.yml is relative to the directory dbt runs "
                 "in, so run dbt-features from there too)."
             )
-        try:
-            self.con = duckdb.connect(str(resolved), read_only=True)
-        except duckdb.IOException as exc:
-            raise WarehouseError(
-                f"cannot open DuckDB file {resolved}: {exc}. If `dbt run` is running, wait for "
-                "it; otherwise make sure the profile sets `keep_open: false`."
-            ) from exc
-        # Timestamps with time zone are read and compared in UTC.
-        self.con.sql("SET TimeZone = 'UTC'")
+        self.con = _connect_duckdb(resolved)
+        # Timestamps with time zone are read and compared in UTC (this session only: the
+        # database may be shared with a connection of the user's in this process).
+        self.con.sql("SET SESSION TimeZone = 'UTC'")
         self.database = credentials.database
 
     def close(self) -> None:
@@ -174,6 +169,32 @@ class DuckDBWarehouse(Warehouse):
             yield exp.table_(exp.to_identifier(name, quoted=True))
         finally:
             self.con.unregister(name)
+
+
+def _connect_duckdb(path: Path) -> Any:
+    """A connection to the file, read-only unless this process already has it open.
+
+    DuckDB shares one database per file within a process and refuses a connection with another
+    configuration ("different configuration"): when the user (a notebook) holds the file open
+    read-write, the only connection to be had is one like theirs; dbt-features only reads
+    through it."""
+    import duckdb
+
+    try:
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.ConnectionException as exc:
+            if "different configuration" not in str(exc):
+                raise
+            return duckdb.connect(str(path))
+    except duckdb.Error as exc:
+        text = " ".join(str(exc).split())
+        if "different configuration" in text:
+            text = ("this process already has it open with other settings (a connection of "
+                    "yours?): close that connection, or open it with default settings")
+        raise WarehouseError(
+            duckdb_lock_message(text) or f"cannot open DuckDB file {path}: {text}."
+        ) from exc
 
 
 class PostgresWarehouse(Warehouse):
@@ -219,6 +240,7 @@ class PostgresWarehouse(Warehouse):
         self.con.set_session(readonly=True, autocommit=True)
         with self.con.cursor() as cur:
             cur.execute("set time zone 'UTC'")
+        register_strict_datetimes(self.con)
 
     def close(self) -> None:
         self.con.close()
@@ -230,9 +252,9 @@ class PostgresWarehouse(Warehouse):
             with self.con.cursor() as cur:
                 cur.execute(sql, params or None)
                 names = [d.name for d in cur.description]
-                return _to_arrow(names, cur.fetchall())
+                return rows_to_arrow(names, cur.fetchall())
         except psycopg2.Error as exc:
-            raise WarehouseError(f"PostgreSQL query failed: {exc}".strip()) from exc
+            raise _pg_error("query failed", exc) from exc
 
     def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
         import psycopg2
@@ -247,13 +269,25 @@ class PostgresWarehouse(Warehouse):
                     if not rows:
                         break
                     names = [d.name for d in cur.description]
-                    yield from _to_arrow(names, rows).to_batches()
+                    yield from rows_to_arrow(names, rows).to_batches()
         except psycopg2.Error as exc:
-            raise WarehouseError(f"PostgreSQL query failed: {exc}".strip()) from exc
+            raise _pg_error("query failed", exc) from exc
         finally:
+            self._end_transaction()
+
+    def _end_transaction(self) -> None:
+        """Roll back and return to autocommit; a connection the server dropped meanwhile is an
+        error of its own unless one is already on its way (then that one is the news)."""
+        import sys
+
+        import psycopg2
+
+        try:
             self.con.rollback()
             self.con.autocommit = True
-
+        except psycopg2.Error as exc:
+            if sys.exc_info()[1] is None:
+                raise _pg_error("connection failed", exc) from exc
 
     @contextmanager
     def spine(self, table: pa.Table) -> Iterator[exp.Table]:
@@ -290,10 +324,24 @@ class PostgresWarehouse(Warehouse):
                 cur.copy_expert(copy.as_string(self.con), buffer)
             yield target
         except psycopg2.Error as exc:
-            raise WarehouseError(f"PostgreSQL could not load the spine: {exc}".strip()) from exc
+            raise _pg_error("could not load the spine", exc) from exc
         finally:
-            self.con.rollback()
-            self.con.autocommit = True
+            self._end_transaction()
+
+
+def _pg_error(what: str, exc: Exception) -> WarehouseError:
+    """One line for a psycopg2 error; a connection lost (server stopped or restarted) says so."""
+    import psycopg2
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (psycopg2.InterfaceError, psycopg2.OperationalError)) and (
+        "closed" in text or "terminat" in text or "connection" in text
+    ):
+        return WarehouseError(
+            f"lost the connection to PostgreSQL ({text}): check that the server is running, "
+            "then run the command again (nothing was half-written)."
+        )
+    return WarehouseError(f"PostgreSQL {what}: {text}")
 
 
 _PG_TYPES = {"int64": "bigint", "double": "double precision", "bool": "boolean",
@@ -305,17 +353,6 @@ def _pg_type(dtype: pa.DataType) -> str:
     if pa.types.is_timestamp(dtype):
         return "timestamptz" if dtype.tz else "timestamp"
     return _PG_TYPES.get(arrow_logical(dtype) or "", "text")
-
-
-def _to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:
-    """Rows from a DB-API cursor to Arrow; NUMERIC (Decimal) becomes float64, as in the registry."""
-    columns = list(zip(*rows)) if rows else [() for _ in names]
-    arrays = []
-    for values in columns:
-        if any(isinstance(v, Decimal) for v in values):
-            values = tuple(None if v is None else float(v) for v in values)
-        arrays.append(pa.array(values))
-    return pa.Table.from_arrays(arrays, names=names)
 
 
 WAREHOUSES: dict[str, type[Warehouse]] = {

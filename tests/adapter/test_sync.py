@@ -88,8 +88,8 @@ def test_incremental_sync_places_new_rows_and_falls_back_to_a_full_refresh_when_
     # merchant 2: a late row with an older event time than the one served but a newer created
     # time: it is new since the watermark, and loses to the newer row Redis holds.
     con.execute("insert into main.merchant_risk select merchant_id, feature_at - interval 1 millisecond, "
-                "now()::timestamp, 1, 0.5, 'late' from main.merchant_risk where merchant_id = 2 "
-                "and feature_at = ?", [latest_2])
+                "(select max(computed_at) from main.merchant_risk) + interval 1 hour, 1, 0.5, 'late' "
+                "from main.merchant_risk where merchant_id = 2 and feature_at = ?", [latest_2])
     con.close()
     result = {r.view: r for r in store.sync()}["merchant_risk"]
     assert (result.mode, result.entities) == ("incremental", 1)

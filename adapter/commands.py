@@ -53,6 +53,7 @@ def serve(project_dir, profiles_dir, target, vars_, as_json, host, port, token_e
           request_timeout) -> None:
     """Serve online features over HTTP, in Feast's format (POST /get-online-features; GET
     /health, /features, /metrics)."""
+    from .config import resolve_config
     from .server import bind, exit_on_sigterm, open_server, run
 
     exit_on_sigterm()
@@ -63,7 +64,8 @@ def serve(project_dir, profiles_dir, target, vars_, as_json, host, port, token_e
         raise UsageError(f"--request-timeout {request_timeout:g} is not a number of seconds "
                          "from 0 to 3600, e.g. --request-timeout 10.")
     store = open_store(project_dir, profiles_dir, target, vars_)
-    app = open_server(store, token=token, request_timeout=request_timeout)
+    app = open_server(store.registry, resolve_config(store.project), token=token,
+                      request_timeout=request_timeout)
     sock = bind(host, port)
     views = [v.name for v in app.registry.views if v.online]
     info = {"url": f"http://{host}:{port}", "online_store": app.online.where, "views": views,

@@ -15,23 +15,20 @@ from __future__ import annotations
 import time
 from operator import itemgetter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import redis
 
 from dbt_features.errors import OnlineStoreError, UsageError
 from dbt_features.registry import FeatureRef, FeatureView, Registry
 
+from .config import EmbeddedServer, OnlineConfig, connect
 from .eviction import memory_policy
-from .config import EmbeddedServer, OnlineConfig, connect, resolve_config
 from .layout import Codec, Keys, Schema, entity_suffix, from_micros
 from .response import OnlineResponse, Status
 from .sync import check_servable
 
 __all__ = ["OnlineStore", "OnlineResponse", "Status", "ViewStatus"]
-
-if TYPE_CHECKING:
-    from dbt_features.store import FeatureStore
 
 
 KeySpec = tuple[tuple[str, str], ...]
@@ -119,9 +116,8 @@ class OnlineStore:
     """The generation whose schema is cached, per view."""
 
     @classmethod
-    def open(cls, store: "FeatureStore") -> "OnlineStore":
-        config = resolve_config(store.project)
-        registry = store.registry
+    def open(cls, registry: Registry, config: OnlineConfig) -> "OnlineStore":
+        """Connect (one checked PING; the embedded server is started if no URL is set)."""
         client, server = connect(config)
         return cls(registry, config, client, server)
 

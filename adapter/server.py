@@ -46,6 +46,7 @@ from .feast_protocol import (HTTPError, Plan, check_entities, error_body, error_
                              feast_response, parse_request)
 from .http_timeouts import REQUEST_STARTED, TimedHttpProtocol
 from .metrics import CONTENT_TYPE, Metrics
+from .config import OnlineConfig
 from .online import OnlineResponse, OnlineStore
 from .sync import check_servable
 
@@ -321,14 +322,12 @@ def _registry_json(registry: Registry) -> dict[str, Any]:
 # -- running -------------------------------------------------------------------------------
 
 
-def open_server(store: Any, *, token: str | None = None,
+def open_server(registry: Registry, config: OnlineConfig, *, token: str | None = None,
                 request_timeout: float = REQUEST_TIMEOUT_S) -> FeatureServer:
-    """A ``FeatureServer`` for a ``FeatureStore``: its registry, and its online store opened
-    with a client whose timeouts bound every request (not the CLI's long sync timeouts)."""
-    from .config import connect, resolve_config
+    """A ``FeatureServer`` for ``registry``, its online store opened with a client whose
+    timeouts bound every request (not the CLI's long sync timeouts)."""
+    from .config import connect
 
-    registry = store.registry
-    config = resolve_config(store.project)
     base, embedded = connect(config)
     pool = base.connection_pool
     kwargs = {**pool.connection_kwargs, "socket_timeout": REDIS_TIMEOUT_S,

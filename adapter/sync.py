@@ -45,8 +45,6 @@ from .sync_plan import LatestRead, SyncPlan, plan_sync
 from .writer import PipelinedWriter, evalsha_commands, set_commands
 
 if TYPE_CHECKING:
-    from dbt_features.store import FeatureStore
-
     from .online import OnlineStore
 
 DEFAULT_BATCH_SIZE = 32_768
@@ -118,20 +116,17 @@ def check_servable(view: FeatureView) -> None:
         )
 
 
-def sync_views(
-    store: "FeatureStore", select: str | None = None, options: SyncOptions = SyncOptions()
-) -> list[ViewSync]:
-    """Sync every online view matching ``select`` (a dbt selector), one after the other,
-    through one warehouse connection (the dbt profile's)."""
-    views = online_views(store.select(select), select, "sync")
+def sync_views(views: list[FeatureView], online: "OnlineStore",
+               warehouse: Callable[[], Warehouse], options: SyncOptions = SyncOptions()) -> list[ViewSync]:
+    """Sync ``views`` (the online ones chosen by the caller, see ``online_views``) one after
+    the other, through one warehouse connection (the dbt profile's)."""
     if options.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive number of rows, not {options.batch_size}.")
     for view in views:
         check_servable(view)
-    online = store.online
     warning = check_eviction(online.client, online.where, allow=options.allow_eviction)
-    with store.warehouse() as warehouse:
-        results = [sync_view(online, view, warehouse, options) for view in views]
+    with warehouse() as wh:
+        results = [sync_view(online, view, wh, options) for view in views]
     if warning:
         results = [replace(r, warnings=(warning, *r.warnings)) for r in results]
     return results

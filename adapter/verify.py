@@ -41,11 +41,8 @@ from dbt_features.warehouse import Warehouse
 
 from .layout import from_micros, parse_entity_suffix, to_micros
 from .online import Status
-from .sync import online_views
 
 if TYPE_CHECKING:
-    from dbt_features.store import FeatureStore
-
     from .online import OnlineStore
 
 DEFAULT_SAMPLE = 1000
@@ -153,14 +150,6 @@ class VerifyReport:
                         "`--full-refresh` after a definition change)")
         lines.append(f"Verified as of {self.as_of}: {verdict}.")
         return "\n".join(lines)
-
-
-def verify(store: "FeatureStore", select: str | None = None, *, sample: int = DEFAULT_SAMPLE,
-           seed: int = 0, progress: Progress | None = None) -> VerifyReport:
-    """Compare offline and online values of up to ``sample`` entities per online view."""
-    views = online_views(store.select(select), select, "verify")
-    return verify_views(views, store.registry, store.online, store.warehouse, sample=sample,
-                        seed=seed, progress=progress)
 
 
 def verify_views(views: list[FeatureView], registry: Registry, online: "OnlineStore",

@@ -90,9 +90,10 @@ class FeatureStore:
     def online(self) -> Any:
         """The online store (``adapter.online.OnlineStore``): connected on first use, with the
         registry as loaded then; Redis from the project's configuration or the embedded one."""
+        from adapter.config import resolve_config
         from adapter.online import OnlineStore
 
-        return OnlineStore.open(self)
+        return OnlineStore.open(self.registry, resolve_config(self.project))
 
     def sync(self, select: str | None = None, *, full_refresh: bool = False,
              from_sql: bool = False, batch_size: int | None = None,
@@ -100,12 +101,13 @@ class FeatureStore:
         """Sync the online views (matching a dbt selector) into the online store; a list of
         ``adapter.sync.ViewSync``. Incremental unless ``full_refresh``; either way the store
         ends up serving what a full refresh would."""
-        from adapter.sync import DEFAULT_BATCH_SIZE, SyncOptions, sync_views
+        from adapter.sync import DEFAULT_BATCH_SIZE, SyncOptions, online_views, sync_views
 
         options = SyncOptions(full_refresh=full_refresh, from_sql=from_sql,
                               batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
                               allow_eviction=allow_eviction, progress=progress)
-        return sync_views(self, select, options)
+        views = online_views(self.select(select), select, "sync")
+        return sync_views(views, self.online, self.warehouse, options)
 
     def get_online_features(self, features: list[str] | str,
                             entity_rows: list[dict[str, Any]]) -> Any:
@@ -121,16 +123,20 @@ class FeatureStore:
                progress: Any = None) -> Any:
         """Compare online values with offline values as of now for up to ``sample`` entities
         per online view (an ``adapter.verify.VerifyReport``; ``exit_code`` 1 on any mismatch)."""
-        from adapter.verify import verify
+        from adapter.sync import online_views
+        from adapter.verify import verify_views
 
-        return verify(self, select, sample=sample, seed=seed, progress=progress)
+        views = online_views(self.select(select), select, "verify")
+        return verify_views(views, self.registry, self.online, self.warehouse, sample=sample,
+                            seed=seed, progress=progress)
 
     def app(self, *, token: str | None = None) -> Any:
         """The HTTP feature server as an ASGI application (``adapter.server.FeatureServer``):
         Feast's ``/get-online-features``, plus ``/health``, ``/features``, ``/metrics``."""
+        from adapter.config import resolve_config
         from adapter.server import open_server
 
-        return open_server(self, token=token)
+        return open_server(self.registry, resolve_config(self.project), token=token)
 
     def serve(self, host: str = "127.0.0.1", port: int = 6566, *,
               token: str | None = None) -> None:

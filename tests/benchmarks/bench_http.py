@@ -44,8 +44,10 @@ SERVER = """
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dbt_features.store import FeatureStore
+from adapter.config import resolve_config
 from adapter.server import bind, open_server, run
-app = open_server(FeatureStore(sys.argv[1]))
+store = FeatureStore(sys.argv[1])
+app = open_server(store.registry, resolve_config(store.project))
 if sys.argv[3] == "thread":
     app.offload = ThreadPoolExecutor(1)
 run(app, bind("127.0.0.1", int(sys.argv[2])))

@@ -334,6 +334,22 @@ def from_micros(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+def moment_micros(value: datetime | date | None) -> int | None:
+    """Microseconds since the epoch of a timestamp (naive ones are UTC) or a date (midnight)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return to_micros(value)
+    if isinstance(value, date):
+        return to_micros(datetime(value.year, value.month, value.day))
+    raise TypeError(f"not a point in time: {value!r}")
+
+
+def iso_micros(us: int | str | None, timespec: str = "auto") -> str | None:
+    """ISO 8601 (UTC) of microseconds since the epoch, as kept in the meta hash."""
+    return None if us in (None, "") else from_micros(int(us)).isoformat(timespec=timespec)
+
+
 def to_micros(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

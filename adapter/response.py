@@ -109,6 +109,19 @@ class OnlineResponse:
             )
         return pa.table(columns)
 
+    def to_pandas(self) -> Any:
+        """``to_arrow()`` as a pandas DataFrame (needs pandas): integer features with missing
+        values become nullable ``Int64``, not float, so a key or count is never rounded."""
+        import pandas as pd
+
+        return self.to_arrow().to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+
+    def to_polars(self) -> Any:
+        """``to_arrow()`` as a polars DataFrame (needs polars)."""
+        import polars as pl
+
+        return pl.from_arrow(self.to_arrow())
+
 
 def _jsonable(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value

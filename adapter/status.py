@@ -11,7 +11,7 @@ import redis
 from dbt_features.registry import FeatureView
 
 from .eviction import memory_policy
-from .layout import Keys, from_micros
+from .layout import Keys, iso_micros
 
 
 @dataclass(frozen=True)
@@ -67,16 +67,10 @@ def _view_status(view: FeatureView, raw_meta: dict[bytes, bytes], lock: bytes | 
             "fail until `dbt-features sync --full-refresh`.")
     return ViewStatus(
         view=view.name, synced=synced, last_sync=meta.get("last_sync"),
-        last_mode=meta.get("last_mode"), watermark=_iso_us(meta.get("watermark_us")),
+        last_mode=meta.get("last_mode"), watermark=iso_micros(meta.get("watermark_us")),
         keys=int(meta["keys"]) if "keys" in meta else None,
         generation=int(meta["gen"]) if synced else None,
         fingerprint=meta.get("fingerprint"), current_fingerprint=view.fingerprint,
         up_to_date=synced and meta.get("fingerprint") == view.fingerprint,
         running=lock.decode() if lock else None, warnings=tuple(warnings),
     )
-
-
-def _iso_us(value: str | None) -> str | None:
-    return from_micros(int(value)).isoformat() if value else None
-
-

@@ -38,7 +38,7 @@ from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
 from .eviction import check_eviction
-from .layout import Codec, ValueOutOfRange, entity_suffixes, from_micros, full_keys
+from .layout import Codec, ValueOutOfRange, entity_suffixes, full_keys, iso_micros
 from .lock import SyncLock
 from .scripts import COMMIT, WRITE_IF_NEWER
 from .sync_plan import LatestRead, SyncPlan, plan_sync
@@ -187,7 +187,7 @@ def sync_view(
         view=view.name, mode="full" if plan.full else "incremental", reason=plan.reason,
         entities=stats.rows, written=stats.written, keys=keys,
         seconds=time.perf_counter() - started, generation=int(gen.split(".")[0]),
-        watermark=_iso(plan.state.watermark_us), fingerprint=view.fingerprint,
+        watermark=iso_micros(plan.state.watermark_us), fingerprint=view.fingerprint,
     )
 
 
@@ -314,7 +314,7 @@ def _commit(online: "OnlineStore", view: FeatureView, token: str, plan: SyncPlan
     fields: dict[str, Any] = {"keys": keys, "fingerprint": view.fingerprint,
                               "signature": plan.signature, "ttl_seconds": view.ttl_seconds or 0,
                               "last_mode": "full" if plan.full else "incremental",
-                              "last_sync": _iso(plan.state.now_us, "seconds"),
+                              "last_sync": iso_micros(plan.state.now_us, "seconds"),
                               **plan.state.fields()}
     drop: list[str] = []
     if plan.full:
@@ -372,9 +372,3 @@ def _meta(client: redis.Redis, key: str) -> dict[str, str]:
 
 def _int(value: str | None) -> int | None:
     return int(value) if value not in (None, "") else None
-
-
-def _iso(us: int | None, timespec: str = "auto") -> str | None:
-    return from_micros(us).isoformat(timespec=timespec) if us is not None else None
-
-

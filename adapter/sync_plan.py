@@ -25,7 +25,7 @@ from typing import Any
 from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
-from .layout import Schema, from_micros, to_micros
+from .layout import Schema, from_micros, moment_micros, to_micros
 from .query import SHARDED_DIALECTS, Boundary, digest_query, latest_query
 
 SHARD_ROWS = 500_000
@@ -156,13 +156,9 @@ def _full_reason(asked: bool, current: str | None, changed: bool, previous: Sync
 def _watermark_us(value: Any) -> int | None:
     """The watermark in microseconds, rounded up: a column finer than microseconds must stay at
     or below it."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return to_micros(value)
     if hasattr(value, "value") and hasattr(value, "to_pydatetime"):  # pandas.Timestamp (ns)
         return math.ceil(value.value / 1000)
-    return to_micros(datetime(value.year, value.month, value.day))  # a date
+    return moment_micros(value)
 
 
 def _shards(view: FeatureView, dialect: str, from_sql: bool, rows: int) -> int:

@@ -39,7 +39,7 @@ from dbt_features.registry import Feature, FeatureView, Registry
 
 from dbt_features.warehouse import Warehouse
 
-from .layout import from_micros, parse_entity_suffix, to_micros
+from .layout import iso_micros, moment_micros, parse_entity_suffix, to_micros
 from .online import Status
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ def _compare(online: "OnlineStore", view: FeatureView, keys: pa.Table, offline: 
     last_sync_us = to_micros(datetime.fromisoformat(state.last_sync)) \
         if state is not None and state.last_sync else None
     assert view.timestamp is not None
-    off_events = [_micros(v) for v in offline.column(f"{view.name}__{view.timestamp.name}").to_pylist()]
+    off_events = [moment_micros(v) for v in offline.column(f"{view.name}__{view.timestamp.name}").to_pylist()]
     served = absent = pending = mismatched = 0
     found: list[Mismatch] = []
     for j, feature in enumerate(view.features):
@@ -293,8 +293,7 @@ def _compare(online: "OnlineStore", view: FeatureView, keys: pa.Table, offline: 
             if len(found) < MAX_REPORTED:
                 found.append(Mismatch(
                     view.name, rows[i], feature.name, kind, off, values[j][i], status.feast,
-                    None if off_us is None else from_micros(off_us).isoformat(),
-                    None if on_us is None else from_micros(on_us).isoformat()))
+                    iso_micros(off_us), iso_micros(on_us)))
     return ViewCheck(view.name, len(rows), 0, len(rows) * len(refs), served, absent, pending,
                      mismatched, state.last_sync if state is not None else None, seconds,
                      tuple(found))
@@ -319,23 +318,12 @@ def _difference(off: Any, on: Any, dtype: str) -> str | None:
     if dtype == "timestamp":
         if not isinstance(on, datetime):
             return "type"
-        return None if _micros(on) == _micros(off) else "value"
+        return None if moment_micros(on) == moment_micros(off) else "value"
     if dtype == "date":
         if type(on) is not date:
             return "type"
         return None if on == off else "value"
     return None if on == off else "value"
-
-
-def _micros(value: Any) -> int | None:
-    """Microseconds since the epoch (naive timestamps are UTC, dates are midnight)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return to_micros(value)
-    if isinstance(value, date):
-        return to_micros(datetime(value.year, value.month, value.day))
-    raise TypeError(f"not a point in time: {value!r}")
 
 
 def _plain(value: Any) -> Any:

@@ -54,6 +54,18 @@ class Relation:
         return ".".join(self.parts())
 
 
+_DESCRIBE = (
+    exp.select("column_name", "data_type")
+    .from_("information_schema.columns")
+    .where(exp.and_(
+        exp.EQ(this=exp.column("table_schema"), expression=exp.Placeholder()),
+        exp.EQ(this=exp.column("table_name"), expression=exp.Placeholder()),
+    ))
+    .order_by("ordinal_position")
+)
+"""A relation's columns and types, in order (schema and name as parameters)."""
+
+
 def dialect_for(adapter_type: str) -> str:
     return DIALECTS.get(adapter_type, adapter_type)
 
@@ -78,12 +90,11 @@ class Warehouse:
 
     def describe(self, relation: Relation) -> dict[str, str] | None:
         """Column name -> type as the warehouse spells it; None if the relation does not exist."""
-        rows = self.arrow(self._describe_sql, self._describe_params(relation)).to_pylist()
+        sql = _DESCRIBE.sql(dialect=self.dialect)  # placeholders in the driver's style
+        rows = self.arrow(sql, self._describe_params(relation)).to_pylist()
         if not rows:
             return None
         return {str(r["column_name"]): str(r["data_type"]) for r in rows}
-
-    _describe_sql: ClassVar[str] = ""
 
     def _describe_params(self, relation: Relation) -> list[Any]:
         return [relation.schema, relation.identifier]
@@ -110,14 +121,8 @@ def _spine_name() -> str:
 class DuckDBWarehouse(Warehouse):
     adapter_type = "duckdb"
     dialect = "duckdb"
-    _describe_sql = (
-        "select column_name, data_type from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position"
-    )
 
     def __init__(self, target: str, credentials: Any) -> None:
-        import duckdb
-
         super().__init__(target)
         path = str(credentials.path)
         if path == ":memory:" or path.startswith("md:") or "://" in path:
@@ -200,10 +205,6 @@ def _connect_duckdb(path: Path) -> Any:
 class PostgresWarehouse(Warehouse):
     adapter_type = "postgres"
     dialect = "postgres"
-    _describe_sql = (
-        "select column_name, data_type from information_schema.columns "
-        "where table_schema = %s and table_name = %s order by ordinal_position"
-    )
 
     def __init__(self, target: str, credentials: Any) -> None:
         import psycopg2

@@ -15,7 +15,7 @@ import redis
 
 from adapter.layout import Keys
 from adapter.sync import check_servable
-from conftest import DBT_FEATURES, REDIS_URL, make_project
+from helpers import DBT_FEATURES, REDIS_URL, make_project
 from dbt_features.errors import DefinitionError, OnlineStoreError, UsageError
 from dbt_features.store import FeatureStore
 
@@ -147,3 +147,18 @@ def test_a_key_that_is_not_unicode_text_is_a_usage_error(tmp_path: Path, redis_p
     assert store.get_online_features(["tagged:x"], [{"code": "a"}]).values == ((1.5,),)
     with pytest.raises(UsageError, match=r"entity_rows\[1\]\['code'\] is '\\udcff': not valid Unicode"):
         store.get_online_features(["tagged:x"], [{"code": "a"}, {"code": "\udcff"}])
+
+
+def test_responses_convert_to_pandas_and_polars_with_their_types(duck_project: Path) -> None:
+    store = FeatureStore(project_dir=str(duck_project))
+    store.sync("merchant_risk")
+    refs = ["merchant_risk:merchant_txn_count_30d", "merchant_risk:merchant_category"]
+    response = store.get_online_features(refs, [{"merchant_id": 1}, {"merchant_id": 10**9}])
+    frame = response.to_pandas()
+    assert str(frame["merchant_risk:merchant_txn_count_30d"].dtype) == "Int64"
+    assert frame["merchant_risk:merchant_txn_count_30d"].tolist()[0] == response.values[0][0]
+    assert frame["merchant_risk:merchant_txn_count_30d"].isna().tolist() == [False, True]
+    assert frame["merchant_risk:merchant_category__status"].tolist() == ["present", "not_found"]
+    polars_frame = response.to_polars()
+    assert polars_frame["merchant_risk:merchant_category"].to_list() == list(response.values[1])
+    assert str(polars_frame["merchant_risk:merchant_txn_count_30d"].dtype) == "Int64"

@@ -1,7 +1,7 @@
 """HTTP feature server load benchmark, on loopback only, bounded in time and count.
 
     .venv/bin/python tests/benchmarks/bench_http.py                  # 30 s per phase
-    .venv/bin/python tests/benchmarks/bench_http.py --seconds 10 --modes inline,thread
+    .venv/bin/python tests/benchmarks/bench_http.py --seconds 10
 
 Builds the sample project with recent data (real `dbt run`, DuckDB), syncs it to the real Redis
 at 127.0.0.1:6379 under a unique prefix (deleted at the end), starts the feature server on a
@@ -9,8 +9,7 @@ free 127.0.0.1 port, and for each request size (1 and 100 entities, both views, 
 runs CLIENTS concurrent keep-alive clients (in 2 processes) for SECONDS: requests/s, p50/p99
 latency, errors (must be 0), server RSS at start and end. The raw baseline is the same read as
 an in-process ``OnlineStore.get_online_features`` call (no HTTP, no JSON); the ratio is
-HTTP p50 / in-process p50. ``--modes`` compares Redis calls inline on the event loop (what
-`dbt-features serve` does) with a single worker thread.
+HTTP p50 / in-process p50.
 """
 
 from __future__ import annotations
@@ -42,14 +41,11 @@ MAX_REQUESTS_PER_CLIENT = 2_000_000
 
 SERVER = """
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dbt_features.store import FeatureStore
 from adapter.config import resolve_config
 from adapter.server import bind, open_server, run
 store = FeatureStore(sys.argv[1])
 app = open_server(store.registry, resolve_config(store.project))
-if sys.argv[3] == "thread":
-    app.offload = ThreadPoolExecutor(1)
 run(app, bind("127.0.0.1", int(sys.argv[2])))
 """
 
@@ -152,10 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=30.0, help="per phase (max 120)")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--modes", default="inline")
     args = parser.parse_args()
     seconds = min(args.seconds, 120.0)
-    from conftest import recent_copy, run_dbt  # the tests' project builder
+    from helpers import recent_copy, run_dbt  # the tests' project builder
 
     prefix = f"dbtf_bench_http_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,43 +162,42 @@ def main() -> None:
             subprocess.run([str(BIN / "dbt-features"), "sync"], cwd=project, check=True,
                            capture_output=True)
             base = {n: baseline(project, n) for n in (1, 100)}
-            for mode in args.modes.split(","):
-                port = free_port()
-                server = subprocess.Popen([sys.executable, "-c", SERVER, str(project), str(port), mode],
-                                          cwd=REPO)
-                try:
-                    deadline = time.monotonic() + 60
-                    while True:
-                        try:
-                            socket.create_connection(("127.0.0.1", port), 0.5).close()
-                            break
-                        except OSError:
-                            if time.monotonic() > deadline:
-                                raise
-                            time.sleep(0.1)
-                    load(port, 1, 2, 4)  # warm-up
-                    start_rss = rss_mb(server.pid)
-                    for n in (1, 100):
-                        r = load(port, n, seconds, args.clients)
-                        print(f"[{mode}] {n:>3} entities, {args.clients} clients, {seconds:.0f} s: "
-                              f"{r['rps']:,.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 "
-                              f"{r['p99_ms']:.2f} ms, errors {r['errors']} of {r['requests']:,}; "
-                              f"in-process p50 {base[n]:.3f} ms (HTTP/in-process p50 "
-                              f"{r['p50_ms'] / base[n]:.1f}x)", flush=True)
-                        assert r["errors"] == 0, "errors under load"
-                    for n in (1, 100):  # unloaded latency: one client per process
-                        r = load(port, n, min(seconds, 10.0), 2)
-                        print(f"[{mode}] {n:>3} entities, 2 clients: {r['rps']:,.0f} req/s, p50 "
-                              f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors "
-                              f"{r['errors']} (HTTP/in-process p50 {r['p50_ms'] / base[n]:.1f}x)",
-                              flush=True)
-                        assert r["errors"] == 0, "errors under load"
-                    end_rss = rss_mb(server.pid)
-                    print(f"[{mode}] server RSS: {start_rss:.1f} MB at start, {end_rss:.1f} MB at end",
+            port = free_port()
+            server = subprocess.Popen([sys.executable, "-c", SERVER, str(project), str(port)],
+                                      cwd=REPO)
+            try:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), 0.5).close()
+                        break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+                load(port, 1, 2, 4)  # warm-up
+                start_rss = rss_mb(server.pid)
+                for n in (1, 100):
+                    r = load(port, n, seconds, args.clients)
+                    print(f"{n:>3} entities, {args.clients} clients, {seconds:.0f} s: "
+                          f"{r['rps']:,.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 "
+                          f"{r['p99_ms']:.2f} ms, errors {r['errors']} of {r['requests']:,}; "
+                          f"in-process p50 {base[n]:.3f} ms (HTTP/in-process p50 "
+                          f"{r['p50_ms'] / base[n]:.1f}x)", flush=True)
+                    assert r["errors"] == 0, "errors under load"
+                for n in (1, 100):  # unloaded latency: one client per process
+                    r = load(port, n, min(seconds, 10.0), 2)
+                    print(f"{n:>3} entities, 2 clients: {r['rps']:,.0f} req/s, p50 "
+                          f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors "
+                          f"{r['errors']} (HTTP/in-process p50 {r['p50_ms'] / base[n]:.1f}x)",
                           flush=True)
-                finally:
-                    server.terminate()
-                    server.wait(10)
+                    assert r["errors"] == 0, "errors under load"
+                end_rss = rss_mb(server.pid)
+                print(f"server RSS: {start_rss:.1f} MB at start, {end_rss:.1f} MB at end",
+                      flush=True)
+            finally:
+                server.terminate()
+                server.wait(10)
         finally:
             import redis
 

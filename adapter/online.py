@@ -144,7 +144,7 @@ class OnlineStore:
             view_values: list[tuple[Any, ...]]
             if n and None not in blobs:
                 view_events, *view_values = zip(*map(decode, blobs))
-                if ttl_us and min(view_events) + ttl_us <= now_us:  # type: ignore[type-var]
+                if ttl_us and min(view_events) + ttl_us < now_us:  # type: ignore[type-var]
                     view_events, view_values, view_status = _slow_view(
                         decode, blobs, ttl_us, now_us, len(found))
                 else:
@@ -246,8 +246,8 @@ def _slow_view(decode: Any, blobs: list[bytes | None], ttl_us: int, now_us: int,
             continue
         ets, *vals = decode(blob)
         stamps[i] = ets
-        if ttl_us and now_us >= ets + ttl_us:
-            status[i] = _EXPIRED  # stored, but outside the ttl: not served
+        if ttl_us and now_us > ets + ttl_us:
+            status[i] = _EXPIRED  # stored, but outside the ttl (inclusive, as training sets): not served
         else:
             status[i] = _PRESENT
             picked[i] = tuple(vals)

@@ -44,7 +44,7 @@ def latest_query(
     shard: tuple[int, int] | None = None,
 ) -> str:
     """SQL selecting, per entity, its latest row (``pit.recency_order``) with ``event time <=
-    now`` and (with a ttl) ``event time > now - ttl``. An incremental sync reads only the rows
+    now`` and (with a ttl) ``event time >= now - ttl`` (both inclusive, as training sets). An incremental sync reads only the rows
     that ``since`` had not settled (``_unsettled``). ``shard=(k, n)`` keeps the entities whose
     key hash is k modulo n (DuckDB only: see ``SHARDED_DIALECTS``)."""
     assert view.timestamp is not None
@@ -59,7 +59,7 @@ def latest_query(
     conditions = [*_present(view), exp.LTE(this=_col(ts.name), expression=_moment(now, ts, dialect))]
     if view.ttl_seconds:
         floor = now - timedelta(seconds=view.ttl_seconds)
-        conditions.append(exp.GT(this=_col(ts.name), expression=_moment(floor, ts, dialect)))
+        conditions.append(exp.GTE(this=_col(ts.name), expression=_moment(floor, ts, dialect)))
     if since is not None:
         conditions.append(_unsettled(view, dialect, since))
     if shard is not None:

@@ -6,13 +6,14 @@ compute their values "as of now" with the training-set engine
 (``dbt_features.training.get_training_set``, a spine of the sampled keys at one instant), read
 the same entities from the online store, and compare value by value, with their types.
 
-It lives in ``adapter`` because it needs both stores and ``adapter`` already depends on
-``dbt_features`` (never the reverse at import time).
+It lives in ``dbt_features.serving`` because it needs both stores, and the serving side builds
+on the core (never the reverse).
 
 Semantics:
 
 * outside ttl: NULL offline, ``EXPIRED`` online: consistent; no row: NULL offline,
-  ``NOT_FOUND`` online: consistent. What is compared is the value each side would serve.
+  ``NOT_FOUND`` online: consistent. What is compared is the value each side would serve, and
+  whether it serves a row at all: a row with a NULL value on one side only is a mismatch.
 * doubles are compared exactly (NaN equals NaN): sync writes the float64 the warehouse
   returned, bit for bit, and the offline side reads the same float64; any difference is a real
   one (a changed model, a hand-edited key), not rounding.
@@ -271,23 +272,25 @@ def _compare(online: "OnlineStore", view: FeatureView, keys: pa.Table, offline: 
         for i, off in enumerate(column):
             status, on_us = statuses[j][i], events[j][i]
             on = values[j][i] if status is Status.PRESENT else None
-            kind = _difference(off, on, feature.dtype)
-            if kind is None:
-                if on is None and off is None:
-                    absent += 1
-                else:
-                    served += 1
-                continue
             off_us = off_events[i]
-            if status is Status.EXPIRED and on_us is not None and ttl_us and on_us + ttl_us > now_us:
+            kind = _difference(off, on, feature.dtype)
+            if kind is None and (off_us is not None) != (status is Status.PRESENT):
+                kind = "value"  # a NULL value served by one side only: a row is missing
+            if kind is None:
+                if status is Status.PRESENT:
+                    served += 1
+                else:
+                    absent += 1
+                continue
+            if status is Status.EXPIRED and on_us is not None and ttl_us and on_us + ttl_us >= now_us:
                 absent += 1  # crossed its ttl while we were checking: both agree at their time
                 continue
             if off_us is not None and last_sync_us is not None and off_us > last_sync_us:
                 pending += 1
                 continue
-            if kind == "value" and off is not None and on is None:
+            if kind == "value" and off_us is not None and status is not Status.PRESENT:
                 kind = "expired_online" if status is Status.EXPIRED else "missing_online"
-            elif kind == "value" and off is None:
+            elif kind == "value" and off_us is None:
                 kind = "not_offline"
             mismatched += 1
             if len(found) < MAX_REPORTED:

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 import pytest
 import sqlglot
 
-from adapter.query import Boundary, digest_query, latest_query
 from dbt_features.errors import DefinitionError
 from dbt_features.registry import Column, Entity, Feature, FeatureView
+from dbt_features.serving.query import Boundary, digest_query, latest_query
 from dbt_features.warehouse import Relation
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -42,7 +42,7 @@ def test_ttl_window_watermark_and_now_are_literals() -> None:
     since = Boundary(datetime(2026, 4, 30, 6, tzinfo=timezone.utc), datetime(2026, 4, 30, tzinfo=timezone.utc))
     sql = latest_query(VIEW, "duckdb", NOW, since=since)
     assert "<= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)" in sql
-    assert "> CAST('2026-04-30 12:00:00.000000' AS TIMESTAMP)" in sql  # now - ttl (1 day)
+    assert ">= CAST('2026-04-30 12:00:00.000000' AS TIMESTAMP)" in sql  # now - ttl (1 day), inclusive
     # Rows new since the last sync: created after its watermark (timestamptz: a UTC-offset
     # literal), or an event time that was still in the future at its "now".
     assert ("(\"created\" > CAST('2026-04-30 00:00:00.000000+00:00' AS TIMESTAMPTZ) "
@@ -50,7 +50,7 @@ def test_ttl_window_watermark_and_now_are_literals() -> None:
     # The one recency order of the training sets: event, created, then the features.
     assert 'ORDER BY "at" DESC, "created" DESC, "select" DESC' in sql
     no_ttl = latest_query(replace(VIEW, ttl_seconds=None), "duckdb", NOW)
-    assert "> CAST" not in no_ttl
+    assert ">= CAST" not in no_ttl
 
 
 def test_ephemeral_models_and_from_sql_inline_the_compiled_sql() -> None:

@@ -6,7 +6,7 @@ definition at once, each message naming the model, its file(s) and the offending
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .definition import (
@@ -106,6 +106,68 @@ def _registry(manifest: Manifest, views: list[FeatureView], problems: list[Probl
     )
 
 
+@dataclass
+class _Columns:
+    """One model's columns, typed as the registry needs them; problems are collected."""
+
+    model: dict[str, Any]
+    dialect: str
+    declared: dict[str, str | None]
+    """Column -> YAML data_type (None when not declared)."""
+    live: dict[str, str] | None
+    """Column -> warehouse type of the built relation (None when not built)."""
+    problems: list[str]
+    unknown_types: bool = False
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Lower-case name -> the column's own spelling."""
+        return {n.lower(): n for n in (self.live if self.live is not None else self.declared)}
+
+    def typed(self, name: str, role: str, setting: str) -> Column | None:
+        at, names = where(self.model), self.names
+        actual = names.get(name.lower())
+        if actual is None:
+            self.problems.append(
+                f"{at}: {META_PATH}.{setting} names column {name!r}, which the model does not "
+                f"have{closest(name, list(names.values()))}; its columns are: "
+                f"{', '.join(names.values())}."
+            )
+            return None
+        wanted = self.declared.get(actual) or next(
+            (v for k, v in self.declared.items() if k.lower() == name.lower() and v), None)
+        warehouse_type = (self.live or {}).get(actual)
+        data_type = wanted or warehouse_type
+        if data_type is None and self.unknown_types:
+            return Column(actual, UNKNOWN_TYPE, "")
+        if data_type is None:
+            self.problems.append(
+                f"{at}: the type of {role} column {actual!r} is not known: declare its "
+                f"data_type in YAML or build the model (`dbt run --select {self.model['name']}`).")
+            return None
+        dtype = logical_type(data_type, self.dialect)
+        if dtype is None:
+            self.problems.append(
+                f"{at}: {role} column {actual!r} has type {data_type!r}, which dbt-features "
+                f"cannot serve; {cast_hint(data_type)}.")
+            return None
+        if wanted and warehouse_type and logical_type(warehouse_type, self.dialect) != dtype:
+            self.problems.append(
+                f"{at}: column {actual!r} is declared data_type {wanted!r} in YAML but is "
+                f"{warehouse_type!r} in the warehouse; fix the declaration or rebuild the model.")
+        return Column(actual, dtype, data_type)
+
+
+@dataclass(frozen=True)
+class _Roles:
+    keys: list[Column | None]
+    timestamp: Column | None
+    created: Column | None
+
+    def present(self) -> list[Column]:
+        return [c for c in (*self.keys, self.timestamp, self.created) if c is not None]
+
+
 def _build_view(
     model: dict[str, Any],
     spec: FeatureSpec,
@@ -115,127 +177,80 @@ def _build_view(
     problems: list[str],
     unknown_types: bool = False,
 ) -> FeatureView | None:
-    at = where(model)
-    key = META_PATH
     relation = Relation(model.get("database"), model.get("schema"), model.get("alias") or model["name"])
     materialized = (model.get("config") or {}).get("materialized", "view")
-    declared = {
-        name: (col.get("data_type") or None) for name, col in (model.get("columns") or {}).items()
-    }
-    docs = {name: col.get("description") or None for name, col in (model.get("columns") or {}).items()}
+    yaml_columns = (model.get("columns") or {}).items()
+    declared = {name: (col.get("data_type") or None) for name, col in yaml_columns}
     live = None if materialized == "ephemeral" else columns_of(relation)
     if live is None and not declared:
         problems.append(
-            f"{at}: cannot tell its columns: it is not built in the warehouse ({relation}) and "
-            "its YAML declares no columns. Run `dbt run --select "
-            f"{model['name']}` or declare its columns with data_type."
-        )
+            f"{where(model)}: cannot tell its columns: it is not built in the warehouse "
+            f"({relation}) and its YAML declares no columns. Run `dbt run --select "
+            f"{model['name']}` or declare its columns with data_type.")
         return None
-    columns = {n.lower(): n for n in (live if live is not None else declared)}
     before = len(problems)
-
-    def typed(name: str, role: str, setting: str) -> Column | None:
-        actual = columns.get(name.lower())
-        if actual is None:
-            problems.append(
-                f"{at}: {key}.{setting} names column {name!r}, which the model does not have"
-                f"{closest(name, list(columns.values()))}; its columns are: "
-                f"{', '.join(columns.values())}."
-            )
-            return None
-        wanted = declared.get(actual) or next(
-            (v for k, v in declared.items() if k.lower() == name.lower() and v), None
-        )
-        warehouse_type = (live or {}).get(actual)
-        data_type = wanted or warehouse_type
-        if data_type is None and unknown_types:
-            return Column(actual, UNKNOWN_TYPE, "")
-        if data_type is None:
-            problems.append(
-                f"{at}: the type of {role} column {actual!r} is not known: declare its "
-                f"data_type in YAML or build the model (`dbt run --select {model['name']}`)."
-            )
-            return None
-        dtype = logical_type(data_type, dialect)
-        if dtype is None:
-            problems.append(
-                f"{at}: {role} column {actual!r} has type {data_type!r}, which dbt-features "
-                f"cannot serve; {cast_hint(data_type)}."
-            )
-            return None
-        if wanted and warehouse_type and logical_type(warehouse_type, dialect) != dtype:
-            problems.append(
-                f"{at}: column {actual!r} is declared data_type {wanted!r} in YAML but is "
-                f"{warehouse_type!r} in the warehouse; fix the declaration or rebuild the model."
-            )
-        return Column(actual, dtype, data_type)
-
-    keys = [typed(k, "entity", "entity") for k in spec.entity]
-    timestamp = typed(spec.timestamp, "timestamp", "timestamp") if spec.timestamp else None
-    created = (
-        typed(spec.created_timestamp, "created_timestamp", "created_timestamp")
-        if spec.created_timestamp
-        else None
+    columns = _Columns(model, dialect, declared, live, problems, unknown_types)
+    roles = _roles(columns, spec)
+    features = [c for c in _features(columns, spec, roles) if c is not None]
+    problems.extend(_reference_problems(model, [c.name for c in features]))
+    if len(problems) > before:
+        return None
+    docs = {name: col.get("description") or None for name, col in yaml_columns}
+    prints = fingerprints.features(model["unique_id"], [c.name for c in roles.present()],
+                                   [c.name for c in features])
+    return FeatureView(
+        name=model["name"], unique_id=model["unique_id"], package=model["package_name"],
+        file=model.get("original_file_path") or "",
+        yaml_file=(model.get("patch_path") or "").split("://", 1)[-1] or None,
+        relation=relation, relation_name=model.get("relation_name"), materialized=materialized,
+        entity=Entity(spec.entity_name, tuple(k for k in roles.keys if k is not None)),
+        timestamp=roles.timestamp, created_timestamp=roles.created,
+        ttl_seconds=spec.ttl_seconds, online=spec.online,
+        features=tuple(Feature(c.name, c.dtype, c.data_type, docs.get(c.name), prints[c.name])
+                       for c in features),
+        owner=spec.owner, tags=spec.tags, description=spec.description, version=spec.version,
+        fingerprint=fingerprints.model(model["unique_id"]), compiled_sql=model.get("compiled_code"),
     )
-    for col, setting in ((timestamp, "timestamp"), (created, "created_timestamp")):
+
+
+def _roles(columns: _Columns, spec: FeatureSpec) -> _Roles:
+    """The key and timestamp columns, typed and checked."""
+    at, problems = where(columns.model), columns.problems
+    roles = _Roles(
+        keys=[columns.typed(k, "entity", "entity") for k in spec.entity],
+        timestamp=columns.typed(spec.timestamp, "timestamp", "timestamp") if spec.timestamp else None,
+        created=(columns.typed(spec.created_timestamp, "created_timestamp", "created_timestamp")
+                 if spec.created_timestamp else None),
+    )
+    for col, setting in ((roles.timestamp, "timestamp"), (roles.created, "created_timestamp")):
         if col is not None and col.dtype != UNKNOWN_TYPE and not is_temporal(col.dtype):
             problems.append(
-                f"{at}: {key}.{setting} column {col.name!r} has type {col.data_type!r}, not a "
-                "timestamp or date; name an event-time column or cast it to timestamp."
-            )
-    for col in keys:
+                f"{at}: {META_PATH}.{setting} column {col.name!r} has type {col.data_type!r}, "
+                "not a timestamp or date; name an event-time column or cast it to timestamp.")
+    for col in roles.keys:
         if col is not None and col.dtype not in (*KEY_TYPES, UNKNOWN_TYPE):
             problems.append(
                 f"{at}: entity column {col.name!r} has type {col.data_type!r}; join keys must "
-                "be integers or strings (cast it in the model)."
-            )
+                "be integers or strings (cast it in the model).")
+    return roles
 
-    reserved = {c.name.lower() for c in (*keys, timestamp, created) if c is not None}
+
+def _features(columns: _Columns, spec: FeatureSpec, roles: _Roles) -> list[Column | None]:
+    """The feature columns: listed in the spec, else every column but keys and timestamps."""
+    at, problems = where(columns.model), columns.problems
+    reserved = {c.name.lower() for c in roles.present()}
     if spec.features is not None:
         names = list(spec.features)
         for name in names:
             if name.lower() in reserved:
                 problems.append(
-                    f"{at}: {key}.features lists {name!r}, which is a key or timestamp column; "
-                    "remove it from features."
-                )
+                    f"{at}: {META_PATH}.features lists {name!r}, which is a key or timestamp "
+                    "column; remove it from features.")
     else:
-        names = [c for c in columns.values() if c.lower() not in reserved]
+        names = [c for c in columns.names.values() if c.lower() not in reserved]
         if not names:
             problems.append(f"{at}: the model has no columns besides its keys and timestamps.")
-    typed_features = [typed(n, "feature", "features") for n in names if n.lower() not in reserved]
-    problems.extend(_reference_problems(model, [c.name for c in typed_features if c is not None]))
-    if len(problems) > before:
-        return None
-
-    feature_cols = [c for c in typed_features if c is not None]
-    keep = [c.name for c in (*keys, timestamp, created) if c is not None]
-    prints = fingerprints.features(model["unique_id"], keep, [c.name for c in feature_cols])
-    return FeatureView(
-        name=model["name"],
-        unique_id=model["unique_id"],
-        package=model["package_name"],
-        file=model.get("original_file_path") or "",
-        yaml_file=(model.get("patch_path") or "").split("://", 1)[-1] or None,
-        relation=relation,
-        relation_name=model.get("relation_name"),
-        materialized=materialized,
-        entity=Entity(spec.entity_name, tuple(k for k in keys if k is not None)),
-        timestamp=timestamp,
-        created_timestamp=created,
-        ttl_seconds=spec.ttl_seconds,
-        online=spec.online,
-        features=tuple(
-            Feature(c.name, c.dtype, c.data_type, docs.get(c.name), prints[c.name])
-            for c in feature_cols
-        ),
-        owner=spec.owner,
-        tags=spec.tags,
-        description=spec.description,
-        version=spec.version,
-        fingerprint=fingerprints.model(model["unique_id"]),
-        compiled_sql=model.get("compiled_code"),
-    )
+    return [columns.typed(n, "feature", "features") for n in names if n.lower() not in reserved]
 
 
 def _reference_problems(model: dict[str, Any], features: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Definitions that used to validate and then fail later: a ttl out of bounds or of the wrong
+"""Definitions that must fail validation, not a later command: a ttl out of bounds or of the wrong
 type, names that cannot be referenced, and column names colliding under --full-feature-names."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_project
+from helpers import make_project
 from dbt_features import FeatureStore
 from dbt_features.cli import main
 from dbt_features.definition import MAX_TTL_SECONDS, parse_ttl, reference_problem

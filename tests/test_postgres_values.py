@@ -1,4 +1,4 @@
-"""PostgreSQL values and faults that used to end in a traceback: a money column, an infinite
+"""PostgreSQL values and faults, each one clear message rather than a traceback: a money column, an infinite
 timestamp, and the server stopping in the middle of a sync (on a server this test starts)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from conftest import own_pg_schema, run_dbt
+from helpers import own_pg_schema, run_dbt
 from dbt_features import FeatureStore
 from dbt_features.cli import main
 from dbt_features.errors import WarehouseError

@@ -116,96 +116,95 @@ def parse_spec(model: dict[str, Any], meta: Any) -> tuple[FeatureSpec | None, li
     """Parse one model's ``feature_store`` meta. Returns the spec (None when unusable) and the
     problems found, each a complete message."""
     at = where(model)
-    key = META_PATH
     if not isinstance(meta, dict):
-        return None, [f"{at}: {key} must be a mapping of settings, not {type(meta).__name__}."]
-    problems: list[str] = []
+        return None, [f"{at}: {META_PATH} must be a mapping of settings, not {type(meta).__name__}."]
+    read = _SpecReader(meta, at, [])
     for unknown in sorted(set(meta) - set(KNOWN_KEYS)):
-        problems.append(
-            f"{at}: unknown key {key}.{unknown}{closest(str(unknown), KNOWN_KEYS)}; "
-            f"the keys are: {', '.join(KNOWN_KEYS)}."
-        )
+        read.problem(f"unknown key {META_PATH}.{unknown}{closest(str(unknown), KNOWN_KEYS)}; "
+                     f"the keys are: {', '.join(KNOWN_KEYS)}")
+    entity = read.entity()
+    entity_name, timestamp = read.text("entity_name"), read.text("timestamp")
+    created, owner, description = read.text("created_timestamp"), read.text("owner"), read.text("description")
+    ttl, online, features = read.ttl(), read.online(), read.features()
+    tags, version = read.tags(), read.version()
+    if read.problems or not entity:
+        return None, read.problems
+    model_tags = [t for t in model.get("tags", []) if isinstance(t, str)]
+    return FeatureSpec(
+        entity=tuple(entity), entity_name=entity_name or "__".join(entity), timestamp=timestamp,
+        created_timestamp=created, ttl_seconds=ttl, online=online,
+        features=tuple(features) if features else None, owner=owner,
+        tags=tuple(dict.fromkeys([*model_tags, *tags])),
+        description=description or model.get("description") or None, version=version,
+    ), []
 
-    entity = meta.get("entity")
-    if isinstance(entity, str):
-        entity = [entity]
-    if (
-        not isinstance(entity, list)
-        or not entity
-        or not all(isinstance(e, str) and e for e in entity)
-    ):
-        problems.append(
-            f"{at}: {key}.entity must name the join key column, or a list of them "
-            "(e.g. entity: customer_id or entity: [customer_id, merchant_id])."
-        )
-        entity = []
-    elif len(set(entity)) != len(entity):
-        problems.append(f"{at}: {key}.entity lists a column twice: {entity}.")
 
-    def text(name: str) -> str | None:
-        value = meta.get(name)
+@dataclass
+class _SpecReader:
+    """Reads the settings of one ``feature_store`` meta, collecting a message per problem."""
+
+    meta: dict[str, Any]
+    at: str
+    problems: list[str]
+
+    def problem(self, text: str) -> None:
+        self.problems.append(f"{self.at}: {text}.")
+
+    def entity(self) -> list[str]:
+        entity = self.meta.get("entity")
+        if isinstance(entity, str):
+            entity = [entity]
+        if not isinstance(entity, list) or not entity or not all(isinstance(e, str) and e for e in entity):
+            self.problem(f"{META_PATH}.entity must name the join key column, or a list of them "
+                         "(e.g. entity: customer_id or entity: [customer_id, merchant_id])")
+            return []
+        if len(set(entity)) != len(entity):
+            self.problem(f"{META_PATH}.entity lists a column twice: {entity}")
+        return entity
+
+    def text(self, name: str) -> str | None:
+        value = self.meta.get(name)
         if value is not None and not (isinstance(value, str) and value.strip()):
-            problems.append(f"{at}: {key}.{name} must be a non-empty string, not {value!r}.")
+            self.problem(f"{META_PATH}.{name} must be a non-empty string, not {value!r}")
             return None
         return value
 
-    entity_name = text("entity_name")
-    timestamp = text("timestamp")
-    created = text("created_timestamp")
-    owner = text("owner")
-    description = text("description")
+    def ttl(self) -> int | None:
+        try:
+            return parse_ttl(self.meta.get("ttl"))
+        except ValueError as exc:
+            self.problem(f"{META_PATH}.{exc}")
+            return None
 
-    try:
-        ttl = parse_ttl(meta.get("ttl"))
-    except ValueError as exc:
-        problems.append(f"{at}: {key}.{exc}.")
-        ttl = None
+    def online(self) -> bool:
+        online = self.meta.get("online", False)
+        if not isinstance(online, bool):
+            self.problem(f"{META_PATH}.online must be true or false, not {online!r}")
+            return False
+        return online
 
-    online = meta.get("online", False)
-    if not isinstance(online, bool):
-        problems.append(f"{at}: {key}.online must be true or false, not {online!r}.")
-        online = False
+    def features(self) -> list[str] | None:
+        features = self.meta.get("features")
+        if features is not None and (not isinstance(features, list) or not features
+                                     or not all(isinstance(f, str) and f for f in features)):
+            self.problem(f"{META_PATH}.features must be a non-empty list of column names, or be "
+                         "left out to use every column that is not a key or timestamp")
+            return None
+        return features
 
-    features = meta.get("features")
-    if features is not None and (
-        not isinstance(features, list)
-        or not features
-        or not all(isinstance(f, str) and f for f in features)
-    ):
-        problems.append(
-            f"{at}: {key}.features must be a non-empty list of column names, or be left out "
-            "to use every column that is not a key or timestamp."
-        )
-        features = None
+    def tags(self) -> list[str]:
+        tags = self.meta.get("tags", [])
+        if isinstance(tags, str):
+            tags = [tags]
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            self.problem(f"{META_PATH}.tags must be a list of strings, not {tags!r}")
+            return []
+        return tags
 
-    tags = meta.get("tags", [])
-    if isinstance(tags, str):
-        tags = [tags]
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        problems.append(f"{at}: {key}.tags must be a list of strings, not {tags!r}.")
-        tags = []
+    def version(self) -> int:
+        version = self.meta.get("version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            self.problem(f"{META_PATH}.version must be a whole number from 1 up, not {version!r}")
+            return 1
+        return version
 
-    version = meta.get("version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        problems.append(f"{at}: {key}.version must be a whole number from 1 up, not {version!r}.")
-        version = 1
-
-    if problems or not entity:
-        return None, problems
-    model_tags = [t for t in model.get("tags", []) if isinstance(t, str)]
-    return (
-        FeatureSpec(
-            entity=tuple(entity),
-            entity_name=entity_name or "__".join(entity),
-            timestamp=timestamp,
-            created_timestamp=created,
-            ttl_seconds=ttl,
-            online=online,
-            features=tuple(features) if features else None,
-            owner=owner,
-            tags=tuple(dict.fromkeys([*model_tags, *tags])),
-            description=description or model.get("description") or None,
-            version=version,
-        ),
-        [],
-    )

@@ -8,7 +8,7 @@ SAMPLE := sample_project
 DBT_FEATURES := $(abspath $(BIN)/dbt-features)
 DBT := $(abspath $(BIN)/dbt)
 
-.PHONY: demo test services bench clean
+.PHONY: demo test lint services bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,11 @@ demo: $(STAMP)
 	@echo "Built: $(SAMPLE)/target/sample.duckdb (offline store), $(SAMPLE)/target/feature_registry.json"
 	@echo "       $(SAMPLE)/target/fraud_training_set.parquet, online store in $(SAMPLE)/.dbt_features/online_store/"
 
-test: $(STAMP) $(FEAST_STAMP) services
+# The dependency direction (import-linter contracts in pyproject.toml), then the tests.
+lint: $(STAMP)
+	$(BIN)/python .ci/lint_imports.py
+
+test: lint $(FEAST_STAMP) services
 	$(BIN)/pytest -q
 
 bench: $(STAMP) services

@@ -32,7 +32,6 @@ import socket
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 import redis
@@ -80,9 +79,6 @@ class FeatureServer:
         self.max_entities = max_entities
         self.request_timeout = request_timeout
         self.metrics = Metrics()
-        self.offload: ThreadPoolExecutor | None = None
-        """The alternative measured by tests/benchmarks/bench_http.py: handlers on one worker
-        thread (the ``OnlineStore`` is not shared between threads) instead of inline."""
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._closed_until = 0.0
         self._features_body = json.dumps(_registry_json(registry)).encode()
@@ -150,9 +146,7 @@ class FeatureServer:
             raise HTTPError(404, "not_found", f"no endpoint {path}: this server has "
                             "POST /get-online-features, GET /health, /features and /metrics.")
         body = await self._body(scope, receive) if scope["method"] == "POST" else b""
-        if self.offload is None:
-            return handler(body)
-        return await asyncio.get_running_loop().run_in_executor(self.offload, handler, body)
+        return handler(body)
 
     async def _body(self, scope: dict[str, Any], receive: Receive) -> bytes:
         """The request body, which must have arrived ``request_timeout`` seconds after the
@@ -307,7 +301,7 @@ def _age(last_sync: str | None, now: float) -> float | None:
 
 
 def _registry_json(registry: Registry) -> dict[str, Any]:
-    from dbt_features.store import view_summary
+    from dbt_features.summary import view_summary
 
     return {
         "project": registry.project,

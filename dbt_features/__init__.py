@@ -1,6 +1,9 @@
-"""dbt-features: a SQL-first feature store inside dbt."""
+"""dbt-features: a SQL-first feature store inside dbt.
 
-from __future__ import annotations
+``FeatureStore`` is the Python API (the ``dbt-features`` command runs on it); the registry's
+records and the error classes are exported with it. The serving side (online store, sync,
+HTTP server) is ``dbt_features.serving``, reached through ``FeatureStore``.
+"""
 
 from .errors import (
     DbtFeaturesError,
@@ -9,6 +12,7 @@ from .errors import (
     ProjectError,
     UsageError,
     WarehouseError,
+    WarehouseValueError,
 )
 from .registry import Entity, Feature, FeatureRef, FeatureService, FeatureView, Registry
 from .store import FeatureStore
@@ -27,4 +31,5 @@ __all__ = [
     "Registry",
     "UsageError",
     "WarehouseError",
+    "WarehouseValueError",
 ]

@@ -23,6 +23,8 @@ from .staleness import ProjectState, project_state
 SUPPORTED_SCHEMA_VERSIONS = range(12, 13)
 META_KEY = "feature_store"
 STATE_FILE = "feature_manifest_state.json"
+_METADATA_START = re.compile(r'\s*\{\s*"metadata"\s*:\s*')
+_METADATA_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,30 @@ def read_manifest(path: Path) -> Manifest:
             "(`dbt parse`)."
         )
     return Manifest(path=path, data=data)
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    """The ``metadata`` block of the manifest at ``path`` (None if there is none to read),
+    decoded from the head of the file, where dbt writes it: a current registry is recognised by
+    the manifest's ``invocation_id`` without parsing the whole manifest."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(_METADATA_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+    start = _METADATA_START.match(head)
+    if start is not None:
+        try:
+            metadata, _end = json.JSONDecoder().raw_decode(head, start.end())
+            return metadata if isinstance(metadata, dict) else None
+        except ValueError:
+            pass  # not within the head: read it all
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    return metadata if isinstance(metadata, dict) else None
 
 
 def current_state(project: Project) -> ProjectState:

@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import sys
-from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,6 +234,8 @@ def release_dbt_connections() -> None:
 def load_credentials(project: Project) -> tuple[str, Any]:
     """The adapter type and credentials of the selected target, rendered by dbt itself
     (``env_var``, ``--vars`` and all), from the same profiles.yml ``dbt run`` uses."""
+    from argparse import Namespace
+
     from dbt.config.profile import Profile, read_profile
     from dbt.config.renderer import ProfileRenderer
     from dbt.exceptions import DbtProfileError, DbtProjectError, DbtRuntimeError

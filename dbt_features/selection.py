@@ -3,7 +3,7 @@
 dbt's own selection engine (``NodeSelector`` over the manifest's graph) runs on the manifest the
 registry was built from: nothing is parsed, compiled or written (``dbt ls`` would rewrite
 ``target/manifest.json`` without compiled SQL). ``state:`` selectors compare with the manifest
-in ``DBT_STATE``, as in dbt.
+in ``--state`` (default ``DBT_STATE``), as in dbt.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from .registry import FeatureView, Registry
 
 def select_views(registry: Registry, manifest: Manifest, select: str | None,
                  exclude: str | None = None, *, project_root: Path,
-                 target_path: Path | None = None) -> list[FeatureView]:
+                 target_path: Path | None = None,
+                 state: str | Path | None = None) -> list[FeatureView]:
     """The registry's views among the nodes ``select`` (default: all) minus ``exclude`` picks.
 
     A selector that picks no feature view is a ``UsageError`` suggesting the closest names;
@@ -31,7 +32,7 @@ def select_views(registry: Registry, manifest: Manifest, select: str | None,
     if not select and not exclude:
         return views
     chosen = selected_ids(manifest, select, exclude, project_root=project_root,
-                          target_path=target_path)
+                          target_path=target_path, state=state)
     found = [v for v in views if v.unique_id in chosen]
     if found:
         return found
@@ -54,7 +55,8 @@ def select_views(registry: Registry, manifest: Manifest, select: str | None,
 
 
 def selected_ids(manifest: Manifest, select: str | None, exclude: str | None, *,
-                 project_root: Path, target_path: Path | None = None) -> set[str]:
+                 project_root: Path, target_path: Path | None = None,
+                 state: str | Path | None = None) -> set[str]:
     """Unique ids of the nodes a dbt selector picks, as ``dbt ls --select/--exclude`` run in
     ``project_root`` would (dbt reads ``path:`` selectors from the current directory)."""
     from dbt.contracts.graph.manifest import Manifest as DbtManifest
@@ -71,7 +73,8 @@ def selected_ids(manifest: Manifest, select: str | None, exclude: str | None, *,
             dbt_manifest = DbtManifest.from_writable_manifest(
                 WritableManifest.from_dict(manifest.data))
             selector = NodeSelector(_graph(dbt_manifest), dbt_manifest,
-                                    previous_state=_previous_state(select, exclude, target_path))
+                                    previous_state=_previous_state(select, exclude, target_path,
+                                                                  state))
             return set(selector.get_selected(spec))
     except DbtBaseException as exc:
         given = " ".join(f"{flag} {value!r}" for flag, value in
@@ -89,11 +92,13 @@ def _graph(manifest: Any) -> Any:
     return Graph(linker.graph)
 
 
-def _previous_state(select: str | None, exclude: str | None, target_path: Path | None) -> Any:
-    """dbt's comparison state for ``state:`` selectors: the artifacts in ``DBT_STATE``."""
+def _previous_state(select: str | None, exclude: str | None, target_path: Path | None,
+                    state: str | Path | None) -> Any:
+    """dbt's comparison state for ``state:`` selectors: the artifacts in ``state``, else in
+    ``DBT_STATE``."""
     if "state:" not in f"{select or ''} {exclude or ''}":
         return None
-    folder = os.environ.get("DBT_STATE")
+    folder = str(state) if state else os.environ.get("DBT_STATE")
     if not folder:
         raise UsageError(
             "a state: selector compares with another environment's artifacts: set DBT_STATE "
@@ -103,7 +108,8 @@ def _previous_state(select: str | None, exclude: str | None, target_path: Path |
 
     path = Path(folder).expanduser().resolve()
     if not (path / "manifest.json").is_file():
-        raise UsageError(f"DBT_STATE={folder}: no manifest.json there to compare with.")
+        given = f"--state {folder}" if state else f"DBT_STATE={folder}"
+        raise UsageError(f"{given}: no manifest.json there to compare with.")
     return PreviousState(state_path=path, target_path=target_path or path, project_root=path)
 
 

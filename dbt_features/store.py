@@ -1,22 +1,35 @@
-"""``FeatureStore``: the Python API. Everything the CLI does goes through here."""
+"""``FeatureStore``: the Python API. Everything the CLI does goes through here.
+
+It is one of the two places (with the CLI) that wire the core (registry, training sets,
+warehouse) to the serving side (``dbt_features.serving``: online store, sync, verify, HTTP
+server); the serving modules are imported when first used, so reading the registry costs
+neither their imports nor dbt's.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .build import build_registry
-from .diff import RegistryDiff, diff_against_state
 from .errors import ProjectError, UsageError
-from .fingerprint import FINGERPRINT_VERSION
-from .manifest import Manifest, current_state, load_manifest
+from .manifest import Manifest, current_state, load_manifest, read_metadata
 from .project import DbtOptions, Project, find_project, load_credentials, target_name
 from .registry import REGISTRY_FILE, FeatureRef, FeatureView, Registry
-from .selection import select_views
-from .state import load_state
-from .warehouse import Relation, Warehouse, open_warehouse
+from .staleness import ProjectState
+from .summary import feature_summary, view_summary
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .diff import RegistryDiff
+    from .serving.online import OnlineResponse, OnlineStore, ViewStatus
+    from .serving.server import FeatureServer
+    from .serving.sync import Progress as SyncProgress
+    from .serving.sync import ViewSync
+    from .serving.verify import Progress as VerifyProgress
+    from .serving.verify import VerifyReport
+    from .warehouse import Relation, Warehouse
 
 
 class FeatureStore:
@@ -43,11 +56,20 @@ class FeatureStore:
         self.project: Project = find_project(self.options)
         self._registry: Registry | None = None
         self._manifest: Manifest | None = None
+        self._adapter_type: str | None = None
         self.on_problems: Callable[[Registry], None] | None = None
 
-    @cached_property
+    @property
     def adapter_type(self) -> str:
-        return load_credentials(self.project)[0]
+        """The target's kind of warehouse (``duckdb``, ``postgres``, ...): the current
+        registry's, else what dbt renders from the profile (which imports dbt)."""
+        if self._adapter_type is None:
+            saved = _cached_registry(self.project.target_path / REGISTRY_FILE)
+            if saved is not None and self._is_current(saved, current_state(self.project)):
+                self._adapter_type = saved.adapter_type
+            else:
+                self._adapter_type = load_credentials(self.project)[0]
+        return self._adapter_type
 
     @cached_property
     def target(self) -> str:
@@ -61,6 +83,8 @@ class FeatureStore:
 
     @property
     def registry(self) -> Registry:
+        """The registry, loaded once: ``target/feature_registry.json`` as it is while it is
+        current (no dbt involved), else rebuilt from the manifest (dbt parses if needed)."""
         if self._registry is None:
             self._registry = self._load_registry(refresh=False)
             if self._registry.problems and self.on_problems is not None:
@@ -84,106 +108,125 @@ class FeatureStore:
 
     def warehouse(self) -> Warehouse:
         """A new connection to the target's warehouse (close it, or use ``with``)."""
+        from .warehouse import open_warehouse
+
         return open_warehouse(self.project)
 
     @cached_property
-    def online(self) -> Any:
-        """The online store (``adapter.online.OnlineStore``): connected on first use, with the
-        registry as loaded then; Redis from the project's configuration or the embedded one."""
-        from adapter.config import resolve_config
-        from adapter.online import OnlineStore
+    def online(self) -> OnlineStore:
+        """The online store: connected on first use, with the registry as loaded then; Redis
+        from the project's configuration or the embedded one."""
+        from .serving.config import resolve_config
+        from .serving.online import OnlineStore
 
         return OnlineStore.open(self.registry, resolve_config(self.project))
 
-    def sync(self, select: str | None = None, *, full_refresh: bool = False,
-             from_sql: bool = False, batch_size: int | None = None,
-             allow_eviction: bool = False, progress: Any = None) -> list[Any]:
-        """Sync the online views (matching a dbt selector) into the online store; a list of
-        ``adapter.sync.ViewSync``. Incremental unless ``full_refresh``; either way the store
-        ends up serving what a full refresh would."""
-        from adapter.sync import DEFAULT_BATCH_SIZE, SyncOptions, online_views, sync_views
+    def sync(self, select: str | None = None, *, exclude: str | None = None,
+             state: str | None = None, full_refresh: bool = False, from_sql: bool = False,
+             batch_size: int | None = None, allow_eviction: bool = False,
+             progress: SyncProgress | None = None) -> list[ViewSync]:
+        """Sync the online views (chosen as by ``select``) into the online store. Incremental
+        unless ``full_refresh``; either way the store ends up serving what a full refresh
+        would."""
+        from .serving.sync import DEFAULT_BATCH_SIZE, SyncOptions, online_views, sync_views
 
         options = SyncOptions(full_refresh=full_refresh, from_sql=from_sql,
                               batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
                               allow_eviction=allow_eviction, progress=progress)
-        views = online_views(self.select(select), select, "sync")
+        views = online_views(self.select(select, exclude, state=state), select, "sync")
         return sync_views(views, self.online, self.warehouse, options)
 
     def get_online_features(self, features: list[str] | str,
-                            entity_rows: list[dict[str, Any]]) -> Any:
+                            entity_rows: list[dict[str, Any]]) -> OnlineResponse:
         """Latest values of ``features`` (``view:feature``/``view:*``) for ``entity_rows``
-        (join key -> value): an ``adapter.online.OnlineResponse``."""
+        (join key -> value)."""
         return self.online.get_online_features(features, entity_rows)
 
-    def online_status(self, select: str | None = None) -> list[Any]:
-        """Per online view: last sync, watermark, keys, synced fingerprint (``ViewStatus``)."""
-        return self.online.status(self.select(select) if select else None)
+    def online_status(self, select: str | None = None, *, exclude: str | None = None,
+                      state: str | None = None) -> list[ViewStatus]:
+        """Per online view: last sync, watermark, keys, synced fingerprint."""
+        chosen = select or exclude
+        return self.online.status(self.select(select, exclude, state=state) if chosen else None)
 
-    def verify(self, select: str | None = None, *, sample: int = 1000, seed: int = 0,
-               progress: Any = None) -> Any:
+    def verify(self, select: str | None = None, *, exclude: str | None = None,
+               state: str | None = None, sample: int = 1000, seed: int = 0,
+               progress: VerifyProgress | None = None) -> VerifyReport:
         """Compare online values with offline values as of now for up to ``sample`` entities
-        per online view (an ``adapter.verify.VerifyReport``; ``exit_code`` 1 on any mismatch)."""
-        from adapter.sync import online_views
-        from adapter.verify import verify_views
+        per online view (the report's ``exit_code`` is 1 on any mismatch)."""
+        from .serving.sync import online_views
+        from .serving.verify import verify_views
 
-        views = online_views(self.select(select), select, "verify")
+        views = online_views(self.select(select, exclude, state=state), select, "verify")
         return verify_views(views, self.registry, self.online, self.warehouse, sample=sample,
                             seed=seed, progress=progress)
 
-    def app(self, *, token: str | None = None) -> Any:
-        """The HTTP feature server as an ASGI application (``adapter.server.FeatureServer``):
-        Feast's ``/get-online-features``, plus ``/health``, ``/features``, ``/metrics``."""
-        from adapter.config import resolve_config
-        from adapter.server import open_server
+    def app(self, *, token: str | None = None,
+            request_timeout: float | None = None) -> FeatureServer:
+        """The HTTP feature server as an ASGI application: Feast's ``/get-online-features``,
+        plus ``/health``, ``/features``, ``/metrics``."""
+        from .serving.config import resolve_config
+        from .serving.server import REQUEST_TIMEOUT_S, open_server
 
-        return open_server(self.registry, resolve_config(self.project), token=token)
+        return open_server(self.registry, resolve_config(self.project), token=token,
+                           request_timeout=request_timeout or REQUEST_TIMEOUT_S)
 
     def serve(self, host: str = "127.0.0.1", port: int = 6566, *,
               token: str | None = None) -> None:
         """Run the HTTP feature server until interrupted."""
-        from adapter.server import bind, run
+        from .serving.server import bind, run
 
         app = self.app(token=token)
         run(app, bind(host, port))
 
+    def _is_current(self, saved: Registry, state: ProjectState) -> bool:
+        """Whether the saved registry is current: made for this target, from the manifest in
+        target/ and the project as it is now (``state``: files, profile, target, vars). Judged
+        without dbt."""
+        if saved.target != self.target or saved.project_fingerprint != state.fingerprint:
+            return False
+        metadata = read_metadata(self.project.manifest_path) or {}
+        return saved.manifest_invocation_id == metadata.get("invocation_id")
+
     def _load_registry(self, *, refresh: bool) -> Registry:
         path = self.project.target_path / REGISTRY_FILE
+        state = current_state(self.project)
         saved = None if refresh else _cached_registry(path)
+        if saved is not None and self._is_current(saved, state):
+            self._adapter_type = saved.adapter_type
+            return saved
         if saved is not None and saved.target != self.target:
             # The manifest's relation names may belong to another target: parse again.
             self._manifest = load_manifest(self.project, self.adapter_type, refresh=True)
-        state = current_state(self.project)
         if self._manifest is None:
             self._manifest = load_manifest(self.project, self.adapter_type, state=state)
-        manifest = self._manifest
-        if (
-            saved is not None
-            and saved.target == self.target
-            and saved.manifest_invocation_id == manifest.invocation_id
-            and saved.project_fingerprint == state.fingerprint
-        ):
-            registry = saved
-        else:
-            with _LazyWarehouse(self.project) as lazy:
-                registry = build_registry(
-                    manifest, project=self.project.name, target=self.target,
-                    columns_of=lazy.describe, strict=False,
-                    project_fingerprint=state.fingerprint,
-                )
-            registry.save(path)
+        from .build import build_registry
+
+        with _LazyWarehouse(self.project) as lazy:
+            registry = build_registry(
+                self._manifest, project=self.project.name, target=self.target,
+                columns_of=lazy.describe, strict=False, project_fingerprint=state.fingerprint,
+            )
+        registry.save(path)
         return registry
 
-    def select(self, selector: str | None = None, exclude: str | None = None) -> list[FeatureView]:
+    def select(self, selector: str | None = None, exclude: str | None = None, *,
+               state: str | Path | None = None) -> list[FeatureView]:
         """Feature views matching a dbt selector (``--select``: names, ``tag:``, paths, graph
-        operators, ``state:`` against ``DBT_STATE``) minus ``exclude``, with dbt's own selection
-        engine on the loaded manifest (nothing is written). A selector matching no feature view
-        raises ``UsageError`` with the closest names."""
+        operators, ``state:`` against ``state`` or ``DBT_STATE``) minus ``exclude``, with dbt's
+        own selection engine on the loaded manifest (nothing is written; without a selector,
+        every view and no dbt). A selector matching no feature view raises ``UsageError`` with
+        the closest names."""
         registry = self.registry  # before .manifest: loading it may re-parse
-        return select_views(registry, self.manifest, selector, exclude,
+        if not selector and not exclude:
+            return list(registry.views)
+        from .selection import select_views
+
+        return select_views(registry, self.manifest, selector, exclude, state=state,
                             project_root=self.project.root, target_path=self.project.target_path)
 
     def describe(self, ref: str) -> dict[str, Any]:
-        """A view (``customer_spend``) or one feature (``customer_spend:avg_amount_30d``) as a dict."""
+        """A view (``customer_spend``) or one feature (``customer_spend:avg_amount_30d``), as
+        the dict ``describe --json`` prints."""
         view_name, sep, feature_name = ref.partition(":")
         view = self.registry.view(view_name)
         if not sep:
@@ -192,22 +235,14 @@ class FeatureStore:
             raise UsageError(f"describe takes one feature or a view; {ref!r} names several.")
         feature = view.feature(feature_name)
         FeatureRef.parse(ref)
-        return {
-            "view": view.name,
-            **asdict(feature),
-            "entity": view.entity.name,
-            "join_keys": list(view.entity.key_names),
-            "timestamp": view.timestamp.name if view.timestamp else None,
-            "ttl": view.ttl,
-            "online": view.online,
-            "owner": view.owner,
-            "consumers": list(view.consumers),
-            "file": view.file,
-        }
+        return feature_summary(view, feature)
 
     def diff(self, state: str | Path) -> RegistryDiff:
         """This project's feature definitions against another environment's dbt artifacts
         (dbt's ``--state`` folder, e.g. production's target/): see ``dbt_features.diff``."""
+        from .diff import diff_against_state
+        from .state import load_state
+
         other, notes = load_state(state)  # a bad --state fails before any dbt work
         registry = self.registry  # before .manifest: it may re-parse, replacing the manifest
         if registry.problems:
@@ -221,7 +256,7 @@ class FeatureStore:
         *,
         spine_timestamp: str | None = None,
         full_feature_names: bool = False,
-    ) -> Any:
+    ) -> pa.Table:
         """Point-in-time training set as a ``pyarrow.Table``: every spine row once, in order,
         with each feature as of the row's timestamp (see README "Training sets").
 
@@ -257,40 +292,6 @@ class FeatureStore:
         )
 
 
-def view_summary(view: FeatureView, *, detail: bool = False) -> dict[str, Any]:
-    """The JSON shape of ``list`` (and, with detail, of ``describe VIEW``)."""
-    out: dict[str, Any] = {
-        "name": view.name,
-        "entity": view.entity.name,
-        "join_keys": [asdict(k) for k in view.entity.join_keys],
-        "timestamp": view.timestamp.name if view.timestamp else None,
-        "created_timestamp": view.created_timestamp.name if view.created_timestamp else None,
-        "ttl": view.ttl,
-        "ttl_seconds": view.ttl_seconds,
-        "online": view.online,
-        "owner": view.owner,
-        "tags": list(view.tags),
-        "description": view.description,
-        "consumers": list(view.consumers),
-        "features": [
-            {"name": f.name, "dtype": f.dtype, "data_type": f.data_type, "description": f.description}
-            | ({"fingerprint": f.fingerprint} if detail else {})
-            for f in view.features
-        ],
-    }
-    if detail:
-        out |= {
-            "unique_id": view.unique_id,
-            "file": view.file,
-            "yaml_file": view.yaml_file,
-            "relation": str(view.relation),
-            "materialized": view.materialized,
-            "version": view.version,
-            "fingerprint": view.fingerprint,
-        }
-    return out
-
-
 def _cached_registry(path: Path) -> Registry | None:
     """The exported registry if this version of dbt-features wrote it, else None (rebuild)."""
     if not path.is_file():
@@ -299,6 +300,8 @@ def _cached_registry(path: Path) -> Registry | None:
         saved = Registry.load(path)
     except ProjectError:
         return None
+    from .fingerprint import FINGERPRINT_VERSION
+
     return saved if saved.fingerprint_version == FINGERPRINT_VERSION else None
 
 
@@ -318,6 +321,8 @@ class _LazyWarehouse:
 
     def describe(self, relation: Relation) -> dict[str, str] | None:
         if self._warehouse is None:
+            from .warehouse import open_warehouse
+
             self._warehouse = open_warehouse(self.project)
         return self._warehouse.describe(relation)
 

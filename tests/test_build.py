@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import DBT_FEATURES, make_project
+from helpers import DBT_FEATURES, make_project
 from dbt_features.cli import main
 
 
@@ -127,7 +127,7 @@ def test_unbuilt_model_without_declared_columns(tmp_path):
         "models/base.sql": "select 1 as x\n",
         "models/spend.sql": model("{'entity': 'customer_id', 'timestamp': 'ts'}"),
     }, build=False)
-    from conftest import run_dbt
+    from helpers import run_dbt
 
     run_dbt(project, "run", "--select", "base")
     result = CliRunner().invoke(main, ["validate", "--project-dir", str(project)])

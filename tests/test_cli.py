@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from conftest import DBT_FEATURES
+from helpers import DBT_FEATURES
 from dbt_features import FeatureStore, Registry
 from dbt_features.cli import main
 

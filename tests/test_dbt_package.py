@@ -2,11 +2,14 @@
 as the Python path and as the brute-force reference, on random data, on DuckDB and PostgreSQL.
 
 The macro is a second implementation of dbt_features/pit.py (dbt macros cannot call Python), so
-this differential test is what keeps the two equal."""
+this differential test is what keeps the two equal. The package's layout (one public macro per
+file, each dispatching) is checked on the macro files themselves."""
 
 from __future__ import annotations
 
 import random
+import re
+import subprocess
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,7 +17,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pytest
 
-from conftest import PG_DSN, REPO, own_pg_schema, run_dbt
+from helpers import DBT, PG_DSN, REPO, own_pg_schema, run_dbt
 from dbt_features import FeatureStore
 from training_support import BASE, ViewData, reference, write_duckdb, write_postgres
 
@@ -167,18 +170,82 @@ def test_sample_project_uses_the_package(built_sample: Path) -> None:
     assert "fraud_model" in [s.name for s in store.registry.services]
 
 
-def test_macro_error_names_the_missing_key(project: Path) -> None:
-    (project / "models" / "bad.sql").write_text(
-        "select * from {{ dbt_features.training_set(ref('fa'), ['fb:fb_str'], "
-        "spine_timestamp='a_ts') }}\n")
+def failed_model(project: Path, models: dict[str, str], select: str) -> str:
+    """dbt's output for `dbt run --select select` with extra models, which must fail."""
+    for name, text in models.items():
+        (project / "models" / f"{name}.sql").write_text(text)
     try:
-        import subprocess
-
-        from conftest import DBT
-
-        done = subprocess.run([DBT, "run", "--select", "bad", "--project-dir", str(project),
+        done = subprocess.run([DBT, "run", "--select", select, "--project-dir", str(project),
                                "--profiles-dir", str(project)], capture_output=True, text=True)
-        assert done.returncode != 0
-        assert "has no column 'b_key', the join key of feature view 'fb'" in done.stdout
     finally:
-        (project / "models" / "bad.sql").unlink()
+        for name in models:
+            (project / "models" / f"{name}.sql").unlink()
+    assert done.returncode != 0
+    return done.stdout
+
+
+def test_macro_error_names_the_missing_key(project: Path) -> None:
+    out = failed_model(project, {"bad": (
+        "select * from {{ dbt_features.training_set(ref('fa'), ['fb:fb_str'], "
+        "spine_timestamp='a_ts') }}\n")}, "bad")
+    assert "has no column 'b_key', the join key of feature view 'fb'" in out
+
+
+def test_macro_error_names_an_unbuilt_view(project: Path) -> None:
+    out = failed_model(project, {
+        "spine_now": "select 1 as a_id, timestamp '2024-01-01' as event_timestamp\n",
+        "unbuilt": "{{ config(meta={'feature_store': {'entity': 'a_id', 'timestamp': 'a_ts'}}) }}\n"
+                   "select 1 as a_id, timestamp '2024-01-01' as a_ts, 2 as x\n",
+        "bad": "select * from {{ dbt_features.training_set(ref('spine_now'), ['unbuilt:*']) }}\n",
+    }, "spine_now bad")
+    assert "dbt_features.training_set: feature view 'unbuilt' (" in out
+    assert ") has no columns; is it built?" in out
+
+
+# -- the package's layout ------------------------------------------------------------------------
+
+MACROS = REPO / "dbt_package" / "macros"
+MACRO = re.compile(r"\{%-?\s*macro\s+(\w+)\s*\(")
+CALL = re.compile(r"\bdbt_features\.(\w+)\s*\(")
+
+
+def dispatch_parts(name: str) -> tuple[str | None, str]:
+    """'duckdb___pit_join' -> ('duckdb', '_pit_join'); an entry macro -> (None, its name)."""
+    adapter, sep, base = name.partition("__")
+    return (adapter, base) if sep and adapter else (None, name)
+
+
+def macro_files() -> dict[Path, list[str]]:
+    return {path: MACRO.findall(path.read_text()) for path in sorted(MACROS.rglob("*.sql"))}
+
+
+def test_each_file_holds_one_macro_and_its_dispatched_versions() -> None:
+    """macros/x.sql: the public macro x; macros/helpers/_y.sql: the private macro _y. A public
+    macro, or a private one with adapter versions, is a dispatch entry defined first, then its
+    default__ version, then the adapters'."""
+    files = macro_files()
+    assert MACROS / "training_set.sql" in files
+    for path, names in files.items():
+        where = path.relative_to(MACROS)
+        assert path.parent in (MACROS, MACROS / "helpers"), f"{where}: macros/ or macros/helpers/"
+        entry = path.stem
+        assert names and names[0] == entry, f"{where}: defines {names}, {entry} first"
+        assert entry.startswith("_") == (path.parent.name == "helpers"), (
+            f"{where}: public macros in macros/, private (_name) ones in macros/helpers/")
+        versions = names[1:]
+        assert all(dispatch_parts(v)[1] == entry for v in versions), f"{where}: {names}"
+        text = path.read_text()
+        if versions or not entry.startswith("_"):
+            assert f"adapter.dispatch('{entry}', 'dbt_features')" in text, f"{where}: dispatch"
+            assert versions[:1] == [f"default__{entry}"], f"{where}: default__{entry} second"
+
+
+def test_macros_call_only_package_macros_and_fail_in_one_place() -> None:
+    files = macro_files()
+    entries = {names[0] for names in files.values()}
+    for path in files:
+        text = path.read_text()
+        unknown = set(CALL.findall(text)) - entries
+        assert not unknown, f"{path.name} calls dbt_features.{sorted(unknown)}, not entry macros"
+        if path.stem != "_fail":
+            assert "raise_compiler_error" not in text, f"{path.name}: use dbt_features._fail"

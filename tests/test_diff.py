@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import add_prod_target, copy_sample, run_dbt
+from helpers import add_prod_target, copy_sample, run_dbt
 from dbt_features import FeatureStore
 from dbt_features.cli import main
 from dbt_features.diff import compare

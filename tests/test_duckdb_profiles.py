@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from conftest import DBT_FEATURES, copy_sample, run_dbt
+from helpers import DBT_FEATURES, copy_sample, run_dbt
 from dbt_features import FeatureStore
 from dbt_features.cli import main
 from dbt_features.errors import ProjectError

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_project
+from helpers import make_project
 from dbt_features import FeatureStore
 from dbt_features.cli import main
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import add_prod_target, run_dbt
+from helpers import add_prod_target, run_dbt
 from dbt_features.fingerprint import Fingerprinter
 from dbt_features.manifest import Manifest, read_manifest
 

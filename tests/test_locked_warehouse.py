@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_project
+from helpers import make_project
 from dbt_features.cli import main
 from dbt_features.project import dbt_failure
 

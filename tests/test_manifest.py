@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_project
+from helpers import make_project
 from dbt_features.cli import main
 from dbt_features.errors import ProjectError
 from dbt_features.manifest import read_manifest, schema_version

@@ -24,7 +24,7 @@ from training_support import (
     BASE, ViewData, duckdb_warehouse, make_registry, make_view, postgres_warehouse, reference,
     write_duckdb, write_postgres,
 )
-from conftest import PG_DSN
+from helpers import PG_DSN
 
 EXAMPLES = settings(max_examples=int(__import__("os").environ.get("PIT_EXAMPLES", "30")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import REDIS_URL
+from helpers import REDIS_URL
 from dbt_features import FeatureStore
 from dbt_features.cli import main
 

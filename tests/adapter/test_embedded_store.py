@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import DBT_FEATURES, online_env, recent_copy, run_dbt
+from helpers import DBT_FEATURES, online_env, recent_copy, run_dbt
 from http_support import Server, call
 
 STORE = Path(".dbt_features") / "online_store"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adapter.cli import parse_entities
-from conftest import DBT_FEATURES
+from dbt_features.cli.entities import parse_entities
+from helpers import DBT_FEATURES
 from dbt_features.errors import UsageError
 from dbt_features.store import FeatureStore
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DBT_FEATURES, REPO
+from helpers import DBT_FEATURES, REPO
 from dbt_features.store import FeatureStore
 from http_support import Server, call
 

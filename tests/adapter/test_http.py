@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import DBT_FEATURES
+from helpers import DBT_FEATURES
 from dbt_features.store import FeatureStore
 from http_support import PrivateRedis, Server, call
 
@@ -218,7 +218,7 @@ def _eventually_200(url: str, body: dict) -> dict:
 
 def test_event_times_are_protobuf_json_timestamps() -> None:
     """Pure: what Feast's server sends (0, 3 or 6 fraction digits, Z)."""
-    from adapter.feast_protocol import feast_timestamp
+    from dbt_features.serving.feast_protocol import feast_timestamp
 
     base = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
     assert feast_timestamp(base) == "2026-01-01T00:00:00Z"

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import make_project
+from helpers import make_project
 from dbt_features.store import FeatureStore
 from http_support import Server, call
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import duckdb
 import redis
 
-from adapter.layout import Keys
-from conftest import DBT_FEATURES, REDIS_URL
+from dbt_features.serving.layout import Keys
 from dbt_features.store import FeatureStore
+from helpers import DBT_FEATURES, REDIS_URL
 
 FEATURES = ["customer_spend:avg_amount_30d", "customer_spend:txn_count_7d"]
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.layout import Codec, Keys, Schema, entity_suffix, entity_suffixes, to_micros
+from dbt_features.serving.layout import Codec, Keys, Schema, entity_suffix, entity_suffixes, to_micros
 
 SCHEMA = Schema(
     features=(("n", "int64"), ("x", "double"), ("b", "bool"), ("t", "timestamp"), ("d", "date"),

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 import redis
 
-from adapter.layout import Keys
-from adapter.sync import check_servable
-from helpers import DBT_FEATURES, REDIS_URL, make_project
 from dbt_features.errors import DefinitionError, OnlineStoreError, UsageError
+from dbt_features.serving.layout import Keys
+from dbt_features.serving.sync import check_servable
 from dbt_features.store import FeatureStore
+from helpers import DBT_FEATURES, REDIS_URL, make_project
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from conftest import DBT_FEATURES, online_env, run_dbt
+from helpers import DBT_FEATURES, online_env, run_dbt
 from dbt_features.errors import OnlineStoreError
 from dbt_features.store import FeatureStore
 from http_support import PrivateRedis, Server, call

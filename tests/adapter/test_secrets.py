@@ -16,9 +16,9 @@ from typing import Iterator
 import pytest
 import redis
 
-from adapter.config import OnlineConfig, check_url, mask_url
-from conftest import DBT_FEATURES
 from dbt_features.errors import UsageError
+from dbt_features.serving.config import OnlineConfig, check_url, mask_url
+from helpers import DBT_FEATURES
 from http_support import Server, call, free_port
 
 PASSWORD = "p@ss@cdSECRETpw"

@@ -13,12 +13,12 @@ import duckdb
 import pytest
 import redis
 
-from adapter.layout import Codec, Keys, Schema
-from adapter.lock import SyncLock
-from adapter.scripts import WRITE_IF_NEWER
-from conftest import DBT_FEATURES, REDIS_URL
 from dbt_features.errors import OnlineStoreError, UsageError
+from dbt_features.serving.layout import Codec, Keys, Schema
+from dbt_features.serving.lock import SyncLock
+from dbt_features.serving.scripts import WRITE_IF_NEWER
 from dbt_features.store import FeatureStore
+from helpers import DBT_FEATURES, REDIS_URL
 
 
 def _latest_in_duckdb(project: Path, view: str, key: str, ts: str, ttl_days: int) -> dict:
@@ -204,13 +204,13 @@ def test_big_tables_of_in_process_engines_are_read_in_hash_shards(duck_project: 
                                                                   monkeypatch) -> None:
     """DuckDB runs in our process: a view bigger than SHARD_ROWS is read in several passes
     (bounded memory); the result is the same as one pass."""
-    import adapter.sync_plan
+    import dbt_features.serving.sync_plan
 
     store = FeatureStore(project_dir=str(duck_project))
     store.sync("customer_spend")
     rows = [{"customer_id": i} for i in range(1, 501)]
     one_pass = store.get_online_features(["customer_spend:*"], rows)
-    monkeypatch.setattr(adapter.sync_plan, "SHARD_ROWS", 1000)
+    monkeypatch.setattr(dbt_features.serving.sync_plan, "SHARD_ROWS", 1000)
     result = store.sync("customer_spend", full_refresh=True)[0]
     sharded = store.get_online_features(["customer_spend:*"], rows)
     assert result.entities == sum(s.value == "present" for s in one_pass.statuses[0])

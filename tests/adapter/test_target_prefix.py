@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from conftest import DBT_FEATURES, online_env
+from helpers import DBT_FEATURES, online_env
 from http_support import PrivateRedis
 
 PROJECT = "dbt_features_sample"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DBT_FEATURES, make_project
+from helpers import DBT_FEATURES, make_project
 
 SCHEMA = """
 version: 2

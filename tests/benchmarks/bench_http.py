@@ -42,8 +42,8 @@ MAX_REQUESTS_PER_CLIENT = 2_000_000
 SERVER = """
 import sys
 from dbt_features.store import FeatureStore
-from adapter.config import resolve_config
-from adapter.server import bind, open_server, run
+from dbt_features.serving.config import resolve_config
+from dbt_features.serving.server import bind, open_server, run
 store = FeatureStore(sys.argv[1])
 app = open_server(store.registry, resolve_config(store.project))
 run(app, bind("127.0.0.1", int(sys.argv[2])))

@@ -86,7 +86,7 @@ def _warm_up() -> None:
 
 
 def child_sync(project: str, view_name: str) -> dict:
-    from adapter.sync import SyncOptions, sync_view
+    from dbt_features.serving.sync import SyncOptions, sync_view
     from dbt_features.store import FeatureStore
 
     _warm_up()
@@ -107,7 +107,7 @@ def child_raw(project: str, view_name: str) -> dict:
     import pyarrow as pa
     import redis
 
-    from adapter.layout import Codec, Schema, entity_suffixes, full_keys
+    from dbt_features.serving.layout import Codec, Schema, entity_suffixes, full_keys
     from dbt_features.store import FeatureStore
 
     view = FeatureStore(project_dir=project).registry.view(view_name)
@@ -196,7 +196,7 @@ def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int,
 
     import redis
 
-    from adapter.layout import Codec, Schema
+    from dbt_features.serving.layout import Codec, Schema
     from dbt_features.store import FeatureStore
 
     store = FeatureStore(project_dir=str(project))

@@ -1,22 +1,69 @@
-"""The ``serve`` and ``verify`` commands of ``dbt-features`` (registered by ``adapter.cli``)."""
+"""Commands serving and checking what is served: ``serve`` and ``verify``."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import sys
-import time
 
 import click
 
-from dbt_features.cli import dbt_options, emit, handle_errors, open_store
-from dbt_features.errors import UsageError
+from ..errors import UsageError
+from ..store import FeatureStore
+from . import params as p
+from . import requires
+from .output import emit
 
 DEFAULT_PORT = 6566
 """Feast's feature server port: a Feast client's default works unchanged."""
 REQUEST_TIMEOUT_S = 10.0
-"""The default of ``--request-timeout`` (``adapter.server.REQUEST_TIMEOUT_S``; not imported
-from there, which would load uvicorn for every command)."""
+"""The default of ``--request-timeout`` (``dbt_features.serving.server.REQUEST_TIMEOUT_S``; not
+imported from there, which would load uvicorn for every command)."""
+
+
+@click.command()
+@p.dbt_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="TCP port.")
+@click.option("--token-env", default=None, metavar="NAME",
+              help="Require 'Authorization: Bearer <token>', the token being the value of the "
+                   "environment variable NAME.")
+@click.option("--request-timeout", default=REQUEST_TIMEOUT_S, show_default=True, type=float,
+              metavar="SECONDS",
+              help="A request must arrive whole within this many seconds (else 408).")
+@requires.store
+def serve(store: FeatureStore, *, as_json: bool, host: str, port: int, token_env: str | None,
+          request_timeout: float) -> None:
+    """Serve online features over HTTP, in Feast's format (POST /get-online-features; GET
+    /health, /features, /metrics).
+
+    \b
+    Example:
+      FEATURES_TOKEN=s3cret dbt-features serve --host 0.0.0.0 --token-env FEATURES_TOKEN
+    """
+    from ..serving.server import bind, exit_on_sigterm, run
+
+    exit_on_sigterm()
+    token = read_token(token_env)
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port} is not a TCP port (1-65535).")
+    if not 0 < request_timeout <= 3600:
+        raise UsageError(f"--request-timeout {request_timeout:g} is not a number of seconds "
+                         "from 0 to 3600, e.g. --request-timeout 10.")
+    app = store.app(token=token, request_timeout=request_timeout)
+    sock = bind(host, port)
+    views = [v.name for v in app.registry.views if v.online]
+    info = {"url": f"http://{host}:{port}", "online_store": app.online.where, "views": views,
+            "auth": "bearer token" if token else "none"}
+    emit(as_json, info, lambda: (
+        f"Serving {len(views)} online feature views ({', '.join(views)}) on {info['url']} from "
+        f"{info['online_store']}; auth: {info['auth']}. Ctrl-C to stop."))
+    sys.stdout.flush()
+    if not token and not _is_loopback(host):
+        click.echo(f"Warning: listening on {host} without a token: anyone who can reach it can "
+                   "read features. Use --token-env NAME.", err=True)
+    run(app, sock)
 
 
 def read_token(token_env: str | None) -> str | None:
@@ -37,55 +84,11 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-@click.command()
-@dbt_options
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0 for every interface).")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="TCP port.")
-@click.option("--token-env", default=None, metavar="NAME",
-              help="Require 'Authorization: Bearer <token>', the token being the value of the "
-                   "environment variable NAME.")
-@click.option("--request-timeout", default=REQUEST_TIMEOUT_S, show_default=True, type=float,
-              metavar="SECONDS",
-              help="A request must arrive whole within this many seconds (else 408).")
-@handle_errors
-def serve(project_dir, profiles_dir, target, vars_, as_json, host, port, token_env,
-          request_timeout) -> None:
-    """Serve online features over HTTP, in Feast's format (POST /get-online-features; GET
-    /health, /features, /metrics)."""
-    from .config import resolve_config
-    from .server import bind, exit_on_sigterm, open_server, run
-
-    exit_on_sigterm()
-    token = read_token(token_env)
-    if not 0 < port < 65536:
-        raise UsageError(f"--port {port} is not a TCP port (1-65535).")
-    if not 0 < request_timeout <= 3600:
-        raise UsageError(f"--request-timeout {request_timeout:g} is not a number of seconds "
-                         "from 0 to 3600, e.g. --request-timeout 10.")
-    store = open_store(project_dir, profiles_dir, target, vars_)
-    app = open_server(store.registry, resolve_config(store.project), token=token,
-                      request_timeout=request_timeout)
-    sock = bind(host, port)
-    views = [v.name for v in app.registry.views if v.online]
-    info = {"url": f"http://{host}:{port}", "online_store": app.online.where, "views": views,
-            "auth": "bearer token" if token else "none"}
-    emit(as_json, info, lambda: (
-        f"Serving {len(views)} online feature views ({', '.join(views)}) on {info['url']} from "
-        f"{info['online_store']}; auth: {info['auth']}. Ctrl-C to stop."))
-    sys.stdout.flush()
-    if not token and not _is_loopback(host):
-        click.echo(f"Warning: listening on {host} without a token: anyone who can reach it can "
-                   "read features. Use --token-env NAME.", err=True)
-    run(app, sock)
-
-
-class _Progress:
+class _VerifyProgress:
     """One live line on stderr, only on a terminal."""
 
     def __init__(self) -> None:
         self.enabled = sys.stderr.isatty()
-        self.started = time.monotonic()
 
     def __call__(self, view: str, step: str) -> None:
         if self.enabled:
@@ -97,19 +100,25 @@ class _Progress:
 
 
 @click.command()
-@dbt_options
-@click.option("--select", "-s", "select", default=None, help="dbt selector of feature views.")
+@p.dbt_options
+@p.selection
 @click.option("--sample", default=1000, show_default=True, type=int,
               help="Entities sampled per view.")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Sampling seed: the same seed picks the same entities.")
-@handle_errors
-def verify(project_dir, profiles_dir, target, vars_, as_json, select, sample, seed) -> None:
-    """Compare online values with the offline values as of now; exit 1 on any mismatch."""
-    store = open_store(project_dir, profiles_dir, target, vars_)
-    progress = _Progress()
+@requires.store
+def verify(store: FeatureStore, *, as_json: bool, select: str | None, exclude: str | None,
+           state: str | None, sample: int, seed: int) -> None:
+    """Compare online values with the offline values as of now; exit 1 on any mismatch.
+
+    \b
+    Example:
+      dbt-features verify --select customer_spend --sample 200
+    """
+    progress = _VerifyProgress()
     try:
-        report = store.verify(select, sample=sample, seed=seed, progress=progress)
+        report = store.verify(select, exclude=exclude, state=state, sample=sample, seed=seed,
+                              progress=progress)
     finally:
         progress.done()
     emit(as_json, report.to_dict(), report.format)

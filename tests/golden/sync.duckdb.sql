@@ -1,0 +1,103 @@
+-- full refresh
+SELECT
+  "customer_id",
+  "feature_at",
+  "computed_at",
+  "avg_amount_30d",
+  "segment"
+FROM (
+  SELECT
+    "customer_id",
+    "feature_at",
+    "computed_at",
+    "avg_amount_30d",
+    "segment",
+    ROW_NUMBER() OVER (
+      PARTITION BY "customer_id"
+      ORDER BY "feature_at" DESC, "computed_at" DESC, "avg_amount_30d" DESC, "segment" DESC
+    ) AS "_dbt_features_rank"
+  FROM "db"."analytics"."customer_spend"
+  WHERE
+    NOT "customer_id" IS NULL
+    AND NOT "feature_at" IS NULL
+    AND "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+    AND "feature_at" >= CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
+) AS "_dbt_features_latest"
+WHERE
+  "_dbt_features_rank" = 1;
+
+-- incremental
+SELECT
+  "customer_id",
+  "feature_at",
+  "computed_at",
+  "avg_amount_30d",
+  "segment"
+FROM (
+  SELECT
+    "customer_id",
+    "feature_at",
+    "computed_at",
+    "avg_amount_30d",
+    "segment",
+    ROW_NUMBER() OVER (
+      PARTITION BY "customer_id"
+      ORDER BY "feature_at" DESC, "computed_at" DESC, "avg_amount_30d" DESC, "segment" DESC
+    ) AS "_dbt_features_rank"
+  FROM "db"."analytics"."customer_spend"
+  WHERE
+    NOT "customer_id" IS NULL
+    AND NOT "feature_at" IS NULL
+    AND "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+    AND "feature_at" >= CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
+    AND (
+      "computed_at" > CAST('2026-05-01 05:30:00.000000+00:00' AS TIMESTAMPTZ)
+      OR "feature_at" > CAST('2026-05-01 06:00:00.000000' AS TIMESTAMP)
+    )
+) AS "_dbt_features_latest"
+WHERE
+  "_dbt_features_rank" = 1;
+
+-- change check
+SELECT
+  COUNT(
+    CASE
+      WHEN "feature_at" <= CAST('2026-05-01 06:00:00.000000' AS TIMESTAMP)
+      AND (
+        "computed_at" IS NULL
+        OR "computed_at" <= CAST('2026-05-01 05:30:00.000000+00:00' AS TIMESTAMPTZ)
+      )
+      THEN 1
+    END
+  ) AS "settled_rows",
+  CAST(SUM(
+    CASE
+      WHEN "feature_at" <= CAST('2026-05-01 06:00:00.000000' AS TIMESTAMP)
+      AND (
+        "computed_at" IS NULL
+        OR "computed_at" <= CAST('2026-05-01 05:30:00.000000+00:00' AS TIMESTAMPTZ)
+      )
+      THEN HASH("customer_id", "feature_at", "computed_at", "avg_amount_30d", "segment")
+    END
+  ) AS TEXT) AS "settled_digest",
+  COUNT(
+    CASE
+      WHEN "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+      THEN 1
+    END
+  ) AS "rows",
+  CAST(SUM(
+    CASE
+      WHEN "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+      THEN HASH("customer_id", "feature_at", "computed_at", "avg_amount_30d", "segment")
+    END
+  ) AS TEXT) AS "digest",
+  MAX(
+    CASE
+      WHEN "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+      THEN "computed_at"
+    END
+  ) AS "watermark"
+FROM "db"."analytics"."customer_spend"
+WHERE
+  NOT "customer_id" IS NULL AND NOT "feature_at" IS NULL;

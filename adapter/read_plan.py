@@ -16,7 +16,7 @@ from dbt_features.registry import FeatureRef, FeatureView, Registry
 
 from .entity_keys import KeySpec, fast_key
 from .layout import Codec
-from .sync import check_servable
+from .servable import check_servable
 
 
 @dataclass(frozen=True)

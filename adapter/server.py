@@ -47,7 +47,7 @@ from .http_timeouts import REQUEST_STARTED, TimedHttpProtocol
 from .metrics import CONTENT_TYPE, Metrics
 from .config import OnlineConfig
 from .online import OnlineResponse, OnlineStore
-from .sync import check_servable
+from .servable import check_servable
 
 MAX_BODY_BYTES = 1 << 20
 MAX_ENTITIES = 10_000

@@ -41,6 +41,7 @@ from .eviction import check_eviction
 from .layout import Codec, ValueOutOfRange, entity_suffixes, full_keys, iso_micros
 from .lock import SyncLock
 from .scripts import COMMIT, WRITE_IF_NEWER
+from .servable import check_servable
 from .sync_plan import LatestRead, SyncPlan, plan_sync
 from .writer import PipelinedWriter, evalsha_commands, set_commands
 
@@ -98,21 +99,6 @@ class ViewSync:
             f"{self.view}: {self.mode} ({self.reason}): {self.entities:,} entities read, "
             f"{self.written:,} written, {self.keys:,} keys, {self.seconds:.2f} s "
             f"({self.rate:,.0f}/s){mark}"
-        )
-
-
-def check_servable(view: FeatureView) -> None:
-    """A view can be synced and read only if it is online and has an event timestamp."""
-    if not view.online:
-        raise UsageError(
-            f"feature view {view.name!r} ({view.file}) is not online: set `online: true` in its "
-            "config.meta.feature_store to serve it."
-        )
-    if view.timestamp is None:
-        raise DefinitionError(
-            f"feature view {view.name!r} ({view.file}) has no timestamp: the online store "
-            "serves the latest row per entity, so set config.meta.feature_store.timestamp to "
-            "its event-time column."
         )
 
 

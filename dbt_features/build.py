@@ -18,9 +18,10 @@ from .definition import (
     safe_name,
     where,
 )
-from .fingerprint import FINGERPRINT_VERSION, Fingerprinter
+from .fingerprint import Fingerprinter
 from .manifest import Manifest, feature_meta
 from .registry import (
+    FINGERPRINT_VERSION,
     Column,
     ColumnsOf,
     Entity,

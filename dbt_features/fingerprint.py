@@ -23,8 +23,8 @@ from sqlglot.optimizer.pushdown_projections import pushdown_projections
 from sqlglot.optimizer.qualify import qualify
 
 from .manifest import Manifest
+from .registry import FINGERPRINT_VERSION
 
-FINGERPRINT_VERSION = "2"  # 2: identifier case and CTE names no longer count
 
 
 def _digest(*parts: str) -> str:

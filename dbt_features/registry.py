@@ -15,9 +15,12 @@ from typing import Any, Callable, Iterable
 
 from .definition import closest
 from .errors import DefinitionError, ProjectError, UsageError
-from .warehouse import Relation
+from .relation import Relation
 
 REGISTRY_VERSION = 1
+FINGERPRINT_VERSION = "2"
+"""Of ``dbt_features.fingerprint``: 2, identifier case and CTE names do not count. A registry
+saved with another version is rebuilt."""
 REGISTRY_FILE = "feature_registry.json"
 
 

@@ -300,7 +300,7 @@ def _cached_registry(path: Path) -> Registry | None:
         saved = Registry.load(path)
     except ProjectError:
         return None
-    from .fingerprint import FINGERPRINT_VERSION
+    from .registry import FINGERPRINT_VERSION
 
     return saved if saved.fingerprint_version == FINGERPRINT_VERSION else None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -22,6 +21,7 @@ import pyarrow as pa
 from .errors import WarehouseError
 from .pg_values import register_strict_datetimes, rows_to_arrow
 from .project import Project, duckdb_lock_message, load_credentials, target_name
+from .relation import Relation
 from .types import arrow_logical
 
 # dbt adapter type -> sqlglot dialect.
@@ -37,21 +37,6 @@ DIALECTS = {
     "athena": "athena",
     "clickhouse": "clickhouse",
 }
-
-
-@dataclass(frozen=True)
-class Relation:
-    """Where a model lives in the warehouse (as in the manifest)."""
-
-    database: str | None
-    schema: str | None
-    identifier: str
-
-    def parts(self) -> list[str]:
-        return [p for p in (self.database, self.schema, self.identifier) if p]
-
-    def __str__(self) -> str:
-        return ".".join(self.parts())
 
 
 _DESCRIBE = (

@@ -15,7 +15,7 @@ import redis
 
 from dbt_features.errors import DefinitionError, OnlineStoreError, UsageError
 from dbt_features.serving.layout import Keys
-from dbt_features.serving.sync import check_servable
+from dbt_features.serving.servable import check_servable
 from dbt_features.store import FeatureStore
 from helpers import DBT_FEATURES, REDIS_URL, make_project
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from dbt_features import pit
 from dbt_features.errors import DefinitionError
+from dbt_features.training import compiled_query
 from dbt_features.registry import Column, FeatureView
 from dbt_features.types import logical_type
 
@@ -226,23 +226,8 @@ def _source(view: FeatureView, dialect: str, from_sql: bool) -> exp.Expression:
             db=exp.to_identifier(rel.schema, quoted=True) if rel.schema else None,
             catalog=exp.to_identifier(rel.database, quoted=True) if rel.database else None,
         )
-    if not view.compiled_sql:
-        raise DefinitionError(
-            f"model {view.name} ({view.file}) has no compiled SQL in the manifest: run "
-            f"`dbt compile --select {view.name}` (needed to serve an ephemeral model or "
-            "with --from-sql)."
-        )
-    try:
-        parsed = sqlglot.parse_one(view.compiled_sql, read=dialect)
-    except ParseError as exc:
-        raise DefinitionError(
-            f"model {view.name} ({view.file}): its compiled SQL cannot be parsed as {dialect} "
-            f"to inline it ({str(exc).splitlines()[0]}); materialize it as a table or view "
-            "instead of ephemeral, and sync without --from-sql."
-        ) from exc
-    if not isinstance(parsed, exp.Query):
-        raise DefinitionError(f"model {view.name} ({view.file}): its compiled SQL is not a query.")
-    return parsed.subquery(exp.to_identifier(SOURCE, quoted=True))
+    remedy = "materialize it as a table or view instead of ephemeral, and sync without --from-sql"
+    return compiled_query(view, dialect, remedy).subquery(exp.to_identifier(SOURCE, quoted=True))
 
 
 def _moment(moment: datetime, column: Column, dialect: str) -> exp.Expression:

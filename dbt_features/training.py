@@ -92,7 +92,8 @@ def training_query(spine: pit.Spine, joins: list[pit.ViewJoin], dialect: str, *,
         view = join.view
         if view.materialized == "ephemeral":
             name = INLINED + view.name
-            inlined.append(exp.CTE(this=_compiled_query(view, source_dialect),
+            compiled = compiled_query(view, source_dialect, "materialize it as a table or view")
+            inlined.append(exp.CTE(this=compiled,
                                    alias=exp.TableAlias(this=exp.to_identifier(name, quoted=True))))
             view = replace(view, relation=Relation(None, None, name))
         planned.append(replace(join, view=view))
@@ -103,20 +104,22 @@ def training_query(spine: pit.Spine, joins: list[pit.ViewJoin], dialect: str, *,
     return query
 
 
-def _compiled_query(view: FeatureView, dialect: str) -> exp.Query:
+def compiled_query(view: FeatureView, dialect: str, remedy: str) -> exp.Query:
+    """The model's compiled SQL (what `dbt run` executes) as a query tree, to inline where the
+    model has no relation (ephemeral) or its SQL is wanted (`sync --from-sql`); ``remedy``
+    says what else the user can do."""
     where = f"model {view.name} ({view.file})"
     if not view.compiled_sql:
         raise DefinitionError(
-            f"{where} is ephemeral and has no compiled SQL in the manifest: run `dbt compile "
-            f"--select {view.name}`, or materialize it as a table or view."
+            f"{where} has no compiled SQL in the manifest: run `dbt compile --select "
+            f"{view.name}`, or {remedy}."
         )
     try:
         parsed = sqlglot.parse_one(view.compiled_sql, read=dialect)
     except ParseError as exc:
         raise DefinitionError(
             f"{where}: its compiled SQL cannot be parsed as {dialect} to inline it "
-            f"({str(exc).splitlines()[0]}); materialize it as a table or view instead of "
-            "ephemeral."
+            f"({str(exc).splitlines()[0]}); {remedy}."
         ) from exc
     if not isinstance(parsed, exp.Query):
         raise DefinitionError(f"{where}: its compiled SQL is not a query.")

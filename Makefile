@@ -8,7 +8,7 @@ SAMPLE := sample_project
 DBT_FEATURES := $(abspath $(BIN)/dbt-features)
 DBT := $(abspath $(BIN)/dbt)
 
-.PHONY: demo test lint services bench clean
+.PHONY: demo test unit lint services bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ lint: $(STAMP)
 
 test: lint $(FEAST_STAMP) services
 	$(BIN)/pytest -q
+
+# The fast tier: pure tests, no dbt, database, Redis or subprocess (under 10 s).
+unit: $(STAMP)
+	$(BIN)/pytest -q -m "not integration"
 
 bench: $(STAMP) services
 	@for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -120,4 +120,5 @@ def recent_copy(dest: Path, n_transactions: int = 6000) -> Path:
 
 def online_env(project: Path, schema: str) -> dict[str, str]:
     """The sample profile's environment for this copy: its DuckDB file, this PostgreSQL schema."""
-    return dict(zip(SAMPLE_ENV, (str(project / "target" / "sample.duckdb"), schema)))
+    return {"DBT_FEATURES_SAMPLE_DUCKDB": str(project / "target" / "sample.duckdb"),
+            "DBT_FEATURES_PG_SCHEMA": schema}

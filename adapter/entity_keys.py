@@ -56,16 +56,23 @@ def key_suffixes(spec: KeySpec, views: tuple[FeatureView, ...], fast: tuple[Any,
 _MISSING = object()
 
 
+def is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's ``"\\ud800"``, or bytes that were
+    not UTF-8 on a command line): it has no UTF-8 form, so it cannot be a key."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def not_utf8(rows: tuple[Mapping[str, Any], ...]) -> UsageError:
     """The first entity key that is no Unicode text (a lone surrogate), said plainly."""
     for index, row in enumerate(rows):
         for name, value in row.items():
-            if isinstance(value, str):
-                try:
-                    value.encode()
-                except UnicodeEncodeError:
-                    return UsageError(f"entity_rows[{index}][{name!r}] is {value!r}: not valid "
-                                      "Unicode text (a lone surrogate); pass the key as real text.")
+            if isinstance(value, str) and not is_unicode(value):
+                return UsageError(f"entity_rows[{index}][{name!r}] is {value!r}: not valid "
+                                  "Unicode text (a lone surrogate); pass the key as real text.")
     return UsageError("an entity key is not valid Unicode text; pass keys as real text.")
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from .entity_keys import is_unicode
 from .online import OnlineResponse, Status
 
 EPOCH = "1970-01-01T00:00:00Z"
@@ -129,21 +130,11 @@ def check_entities(entities: dict[str, list[Any]], plan: Plan, limit: int) -> in
                 raise HTTPError(422, "unprocessable", f"entities.{name}[{i}] is "
                                 f"{_shown(value)}; {name} (entity {entity}) is {dtype}: "
                                 f"send {kind}.")
-            if want is str and not value.isascii() and not _is_unicode(value):
+            if want is str and not value.isascii() and not is_unicode(value):
                 raise HTTPError(422, "unprocessable", f"entities.{name}[{i}] is "
                                 f"{json.dumps(value)}, which holds a lone UTF-16 surrogate: "
                                 "send keys as valid Unicode text.")
     return n
-
-
-def _is_unicode(text: str) -> bool:
-    """False for a string holding a lone surrogate (JSON's ``"\\ud800"``): it has no UTF-8
-    form, so it cannot be a key."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _shown(value: Any) -> str:

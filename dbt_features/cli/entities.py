@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..registry import Registry
+from ..serving.entity_keys import is_unicode
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 """An integer key as typed: ASCII digits only (Python's int() also takes '4_2' and other
@@ -19,7 +20,7 @@ def parse_entities(given: tuple[str, ...]) -> list[dict[str, str]]:
     strings; ``typed_entities`` converts them to the registry's key types."""
     rows = []
     for text in given:
-        if not _is_unicode(text):
+        if not is_unicode(text):
             raise UsageError(
                 f"--entity {_printable(text)}: not valid UTF-8 text: give keys as UTF-8 (check "
                 "the terminal's or the script's encoding)."
@@ -61,16 +62,6 @@ def typed_entities(registry: Registry, refs: list[str],
                 typed[name] = value
         out.append(typed)
     return out
-
-
-def _is_unicode(text: str) -> bool:
-    """False when ``text`` holds bytes that were not UTF-8 (Python passes them on as lone
-    surrogates), which no key can be."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _printable(text: str) -> str:

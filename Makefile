@@ -52,8 +52,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python .ci/lint_imports.py
 
+# Two workers; --dist loadscope keeps a module's tests (and its module-scoped fixtures: a built
+# dbt project, a private Redis) on one worker.
 test: lint $(FEAST_STAMP) services
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadscope
 
 # The fast tier: pure tests, no dbt, database, Redis or subprocess (under 10 s).
 unit: $(STAMP)

@@ -8,7 +8,7 @@ from operator import itemgetter
 from typing import Any, Mapping
 
 from dbt_features.errors import UsageError
-from dbt_features.registry import FeatureView
+from dbt_features.registry import FeatureView, is_unicode
 
 from .layout import entity_suffix
 
@@ -54,16 +54,6 @@ def key_suffixes(spec: KeySpec, views: tuple[FeatureView, ...], fast: tuple[Any,
 
 
 _MISSING = object()
-
-
-def is_unicode(text: str) -> bool:
-    """False for a string holding a lone surrogate (JSON's ``"\\ud800"``, or bytes that were
-    not UTF-8 on a command line): it has no UTF-8 form, so it cannot be a key."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def not_utf8(rows: tuple[Mapping[str, Any], ...]) -> UsageError:

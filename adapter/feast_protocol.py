@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from .entity_keys import is_unicode
+from dbt_features.registry import is_unicode
+
 from .online import OnlineResponse, Status
 
 EPOCH = "1970-01-01T00:00:00Z"

@@ -45,6 +45,16 @@ class Entity:
         return tuple(k.name for k in self.join_keys)
 
 
+def is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's ``"\\ud800"``, or bytes that were
+    not UTF-8 on a command line): it has no UTF-8 form, so it cannot be a join-key value."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str

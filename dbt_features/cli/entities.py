@@ -6,8 +6,7 @@ import re
 from typing import Any
 
 from ..errors import UsageError
-from ..registry import Registry
-from ..serving.entity_keys import is_unicode
+from ..registry import Registry, is_unicode
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 """An integer key as typed: ASCII digits only (Python's int() also takes '4_2' and other

@@ -23,7 +23,8 @@ from dbt_features.registry import FeatureView, Registry
 
 from .config import EmbeddedServer, OnlineConfig, connect
 from .entity_keys import key_suffixes, not_utf8
-from .layout import Codec, Keys, Schema
+from .codec import Codec, Schema
+from .layout import Keys
 from .read_plan import Prepared, ReadPlan, plan_read, view_reader
 from .response import OnlineResponse, Status
 from .status import ViewStatus, read_status

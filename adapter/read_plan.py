@@ -15,7 +15,7 @@ from dbt_features.errors import UsageError
 from dbt_features.registry import FeatureRef, FeatureView, Registry
 
 from .entity_keys import KeySpec, fast_key
-from .layout import Codec
+from .codec import Codec
 from .servable import check_servable
 
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from functools import cached_property
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import pyarrow as pa
+from .micros import from_micros
 
-from .layout import from_micros
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class Status(str, Enum):
@@ -29,10 +30,13 @@ class Status(str, Enum):
 _FEAST = {"present": "PRESENT", "not_found": "NOT_FOUND", "expired": "OUTSIDE_MAX_AGE"}
 
 
-_ARROW = {
-    "int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"), "date": pa.date32(),
-}
+def _arrow_type(dtype: str) -> pa.DataType:
+    """The Arrow type of a logical type (pyarrow is imported when a table is asked for:
+    reading the online store does not need it)."""
+    import pyarrow as pa
+
+    return {"int64": pa.int64, "double": pa.float64, "bool": pa.bool_, "string": pa.string,
+            "timestamp": lambda: pa.timestamp("us", tz="UTC"), "date": pa.date32}[dtype]()
 
 
 @dataclass(frozen=True)
@@ -98,11 +102,13 @@ class OnlineResponse:
     def to_arrow(self) -> pa.Table:
         """Entity keys, then per feature its typed value, ``<feature>__status`` and
         ``<feature>__event_timestamp`` columns."""
+        import pyarrow as pa
+
         columns: dict[str, pa.Array] = {}
         for name in dict.fromkeys(k for row in self.entity_rows for k in row):
             columns[name] = pa.array([row.get(name) for row in self.entity_rows])
         for j, ref in enumerate(self.features):
-            columns[ref] = pa.array(list(self.values[j]), type=_ARROW[self.dtypes[j]])
+            columns[ref] = pa.array(list(self.values[j]), type=_arrow_type(self.dtypes[j]))
             columns[f"{ref}__status"] = pa.array([s.value for s in self.statuses[j]])
             columns[f"{ref}__event_timestamp"] = pa.array(
                 list(self.event_timestamps[j]), type=pa.timestamp("us", tz="UTC")
@@ -114,7 +120,7 @@ class OnlineResponse:
         values become nullable ``Int64``, not float, so a key or count is never rounded."""
         import pandas as pd
 
-        return self.to_arrow().to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        return self.to_arrow().to_pandas(types_mapper={_arrow_type("int64"): pd.Int64Dtype()}.get)
 
     def to_polars(self) -> Any:
         """``to_arrow()`` as a polars DataFrame (needs polars)."""

@@ -11,7 +11,8 @@ import redis
 from dbt_features.registry import FeatureView
 
 from .eviction import memory_policy
-from .layout import Keys, iso_micros
+from .layout import Keys
+from .micros import iso_micros
 
 
 @dataclass(frozen=True)

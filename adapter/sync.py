@@ -38,8 +38,9 @@ from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
 from .eviction import check_eviction
-from .layout import Codec, ValueOutOfRange, entity_suffixes, full_keys, iso_micros
+from .encoder import BlobEncoder, ValueOutOfRange, entity_suffixes, full_keys
 from .lock import SyncLock
+from .micros import iso_micros
 from .scripts import COMMIT, WRITE_IF_NEWER
 from .servable import check_servable
 from .sync_plan import LatestRead, SyncPlan, plan_sync
@@ -203,7 +204,7 @@ def _stream(
     options: SyncOptions, lock: SyncLock,
 ) -> _Stats:
     assert view.timestamp is not None
-    codec = Codec(plan.schema)
+    encoder = BlobEncoder(plan.schema)
     created = view.created_timestamp.name if view.created_timestamp else None
     prefix = online.keys.generation(view.name, gen.split(".")[0])
     ttl_ms = (view.ttl_seconds or 0) * 1000
@@ -220,7 +221,7 @@ def _stream(
                 )
             if batch.num_rows == 0:
                 continue
-            blobs, ets = _encode(codec, batch, view, created)
+            blobs, ets = _encode(encoder, batch, view, created)
             entity_keys = full_keys(prefix, entity_suffixes(batch, view.entity.key_names))
             pxat = pa.array(ets // 1000 + ttl_ms).cast(pa.string()) if ttl_ms else None
             if plan.full:
@@ -241,11 +242,11 @@ def _stream(
     return stats
 
 
-def _encode(codec: Codec, batch: pa.RecordBatch, view: FeatureView,
+def _encode(encoder: BlobEncoder, batch: pa.RecordBatch, view: FeatureView,
             created: str | None) -> tuple[pa.Array, np.ndarray]:
     assert view.timestamp is not None
     try:
-        return codec.encode(batch, view.timestamp.name, created)
+        return encoder.encode(batch, view.timestamp.name, created)
     except ValueOutOfRange as exc:
         raise DefinitionError(
             f"feature view {view.name!r} ({view.file}): column {exc.column!r} holds {exc.value}, "

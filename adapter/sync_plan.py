@@ -25,7 +25,8 @@ from typing import Any
 from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
-from .layout import Schema, from_micros, moment_micros, to_micros
+from .codec import Schema
+from .micros import from_micros, moment_micros, to_micros
 from .query import SHARDED_DIALECTS, Boundary, digest_query, latest_query
 
 SHARD_ROWS = 500_000

@@ -40,7 +40,8 @@ from dbt_features.registry import Feature, FeatureView, Registry
 
 from dbt_features.warehouse import Warehouse
 
-from .layout import iso_micros, moment_micros, parse_entity_suffix, to_micros
+from .layout import parse_entity_suffix
+from .micros import iso_micros, moment_micros, to_micros
 from .online import Status
 
 if TYPE_CHECKING:

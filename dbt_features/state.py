@@ -66,21 +66,7 @@ class Side:
 def load_state(state: str | Path) -> tuple[Side, list[str]]:
     """Read a ``--state`` folder (or a manifest.json in one) as one side of a diff, with notes
     on what was used. Bad input raises UsageError/ProjectError naming the path and the fix."""
-    given = Path(state).expanduser()
-    if given.is_file():
-        folder, manifest_path = given.parent, given
-    elif given.is_dir():
-        folder, manifest_path = given, given / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise UsageError(
-                f"--state {state}: the folder holds no {MANIFEST_FILE}; point --state at the "
-                "other environment's dbt artifacts (e.g. a copy of production's target/ folder)."
-            )
-    else:
-        raise UsageError(
-            f"--state {state}: no such folder; point --state at the other environment's dbt "
-            "artifacts (a folder holding manifest.json, e.g. a copy of production's target/)."
-        )
+    folder, manifest_path = _locate(state)
     manifest = _read_state_manifest(manifest_path, state)
     if not manifest.adapter_type or Dialect.get(dialect_for(manifest.adapter_type)) is None:
         raise ProjectError(
@@ -109,22 +95,45 @@ def load_state(state: str | Path) -> tuple[Side, list[str]]:
             "(made by `dbt parse`?): their definitions are not compared; keep the manifest of "
             "`dbt compile`, `dbt run` or `dbt build`."
         )
+    unknown = _unknown_types(side.registry)
+    if unknown:
+        notes.append(
+            f"the state's types of columns without a YAML data_type are unknown and not "
+            f"compared ({unknown}); export {REGISTRY_FILE} with its manifest (`dbt-features "
+            "list` in that environment) to compare them."
+        )
+    return side, notes
+
+
+def _locate(state: str | Path) -> tuple[Path, Path]:
+    """The ``--state`` folder and its manifest.json (``state`` names either)."""
+    given = Path(state).expanduser()
+    if given.is_file():
+        return given.parent, given
+    if not given.is_dir():
+        raise UsageError(
+            f"--state {state}: no such folder; point --state at the other environment's dbt "
+            "artifacts (a folder holding manifest.json, e.g. a copy of production's target/)."
+        )
+    if not (given / MANIFEST_FILE).is_file():
+        raise UsageError(
+            f"--state {state}: the folder holds no {MANIFEST_FILE}; point --state at the "
+            "other environment's dbt artifacts (e.g. a copy of production's target/ folder)."
+        )
+    return given, given / MANIFEST_FILE
+
+
+def _unknown_types(registry: Registry) -> str:
+    """``view: col, col; view: col`` for the columns whose type the state does not know."""
     unknown = {
         v.name: [
             c.name
             for c in (*v.entity.join_keys, v.timestamp, v.created_timestamp, *v.features)
             if c is not None and c.dtype == UNKNOWN_TYPE
         ]
-        for v in side.registry.views
+        for v in registry.views
     }
-    if any(unknown.values()):
-        listed = "; ".join(f"{view}: {', '.join(cols)}" for view, cols in unknown.items() if cols)
-        notes.append(
-            f"the state's types of columns without a YAML data_type are unknown and not "
-            f"compared ({listed}); export {REGISTRY_FILE} with its manifest (`dbt-features "
-            "list` in that environment) to compare them."
-        )
-    return side, notes
+    return "; ".join(f"{view}: {', '.join(cols)}" for view, cols in unknown.items() if cols)
 
 
 def _read_state_manifest(path: Path, state: str | Path) -> Manifest:

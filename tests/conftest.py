@@ -22,12 +22,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import settings
 
 from helpers import (
     REDIS_URL, SAMPLE_ENV, copy_sample, online_env, own_pg_schema, recent_copy, run_dbt,
 )
 
 TESTS = Path(__file__).resolve().parent
+
+# Properties, not timings: the suite runs on two workers of a shared 2-core machine, where a
+# first example that imports pyarrow.compute can take longer than hypothesis's 200 ms default.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 POSTGRES_NAMES = {"PG_DSN", "own_pg_schema", "psycopg2", "PostgresWarehouse"}
 REDIS_NAMES = {"REDIS_URL"}
 INTEGRATION_NAMES = POSTGRES_NAMES | REDIS_NAMES | {

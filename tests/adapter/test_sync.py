@@ -14,7 +14,9 @@ import pytest
 import redis
 
 from dbt_features.errors import OnlineStoreError, UsageError
-from dbt_features.serving.layout import Codec, Keys, Schema
+from dbt_features.serving.codec import Codec, Schema
+from dbt_features.serving.encoder import BlobEncoder
+from dbt_features.serving.layout import Keys
 from dbt_features.serving.lock import SyncLock
 from dbt_features.serving.scripts import WRITE_IF_NEWER
 from dbt_features.store import FeatureStore
@@ -110,14 +112,15 @@ def test_incremental_sync_places_new_rows_and_falls_back_to_a_full_refresh_when_
 
 def test_conditional_write_keeps_the_newer_row(redis_prefix: str) -> None:
     client = redis.Redis.from_url(REDIS_URL)
-    codec = Codec(Schema((("x", "int64"),), ("int64",), True))
+    schema = Schema((("x", "int64"),), ("int64",), True)
+    codec, encoder = Codec(schema), BlobEncoder(schema)
     import pyarrow as pa
 
     def blob(event: int, created: int, x: int) -> bytes:
         batch = pa.RecordBatch.from_pydict({
             "e": pa.array([event], pa.timestamp("us")), "c": pa.array([created], pa.timestamp("us")),
             "x": [x]})
-        return codec.encode(batch, "e", "c")[0][0].as_py()
+        return encoder.encode(batch, "e", "c")[0][0].as_py()
 
     key = f"{redis_prefix}:v:1:7"
     script = client.register_script(WRITE_IF_NEWER)

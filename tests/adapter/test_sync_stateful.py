@@ -48,7 +48,7 @@ from sqlglot import exp
 from dbt_features.errors import OnlineStoreError
 from dbt_features.registry import Feature, FeatureView, Registry
 from dbt_features.serving.config import OnlineConfig, connect
-from dbt_features.serving.layout import to_micros
+from dbt_features.serving.micros import to_micros
 from dbt_features.serving.online import OnlineStore, Status
 from dbt_features.serving.query import latest_query
 from dbt_features.serving.sync import SyncOptions, sync_view

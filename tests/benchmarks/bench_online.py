@@ -107,7 +107,8 @@ def child_raw(project: str, view_name: str) -> dict:
     import pyarrow as pa
     import redis
 
-    from dbt_features.serving.layout import Codec, Schema, entity_suffixes, full_keys
+    from dbt_features.serving.codec import Schema
+    from dbt_features.serving.encoder import BlobEncoder, entity_suffixes, full_keys
     from dbt_features.store import FeatureStore
 
     view = FeatureStore(project_dir=project).registry.view(view_name)
@@ -123,7 +124,7 @@ def child_raw(project: str, view_name: str) -> dict:
     con.close()
     # The same payload the sync writes (built outside the timed sections).
     batch = table.combine_chunks().to_batches()[0]
-    blobs, ets = Codec(Schema.of(view)).encode(batch, "feature_at", None)
+    blobs, ets = BlobEncoder(Schema.of(view)).encode(batch, "feature_at", None)
     keys = full_keys(f"rawbench:{uuid.uuid4().hex[:6]}:", entity_suffixes(batch, ["entity_id"]))
     keys, blobs = keys.to_pylist(), blobs.to_pylist()
     pxat = (ets // 1000 + 30 * 86400 * 1000).tolist()
@@ -196,7 +197,7 @@ def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int,
 
     import redis
 
-    from dbt_features.serving.layout import Codec, Schema
+    from dbt_features.serving.codec import Codec, Schema
     from dbt_features.store import FeatureStore
 
     store = FeatureStore(project_dir=str(project))

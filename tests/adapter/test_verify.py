@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from dbt_features.serving.layout import Codec, Keys, Schema
+from dbt_features.serving.codec import Codec, Schema
+from dbt_features.serving.layout import Keys
 from dbt_features.serving.verify import sample_sql
 from dbt_features.store import FeatureStore
 from helpers import DBT_FEATURES, REDIS_URL, run_dbt

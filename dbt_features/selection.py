@@ -32,7 +32,8 @@ def select_views(registry: Registry, manifest: Manifest, select: str | None,
     if not select and not exclude:
         return views
     chosen = selected_ids(manifest, select, exclude, project_root=project_root,
-                          target_path=target_path, state=state)
+                          target_path=target_path, state=state,
+                          feature_tags={v.unique_id: v.tags for v in views if v.tags})
     found = [v for v in views if v.unique_id in chosen]
     if found:
         return found
@@ -45,20 +46,24 @@ def select_views(registry: Registry, manifest: Manifest, select: str | None,
     others = sorted(manifest.data["nodes"][uid]["name"] for uid in chosen
                     if uid in manifest.data["nodes"])
     names = [v.name for v in views]
+    given = select or exclude or ""
     candidates = [*names, *(f"tag:{t}" for v in views for t in v.tags)]
     raise UsageError(
         f"{flag} matches no feature view"
         + (f" (it selects {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}, which "
-           "are not feature views)" if others else closest(select or exclude or "", candidates))
+           "are not feature views)" if others else closest(given, [c for c in candidates if c != given]))
         + f"; the feature views are: {', '.join(names) or '(none)'}."
     )
 
 
 def selected_ids(manifest: Manifest, select: str | None, exclude: str | None, *,
                  project_root: Path, target_path: Path | None = None,
-                 state: str | Path | None = None) -> set[str]:
+                 state: str | Path | None = None,
+                 feature_tags: dict[str, tuple[str, ...]] | None = None) -> set[str]:
     """Unique ids of the nodes a dbt selector picks, as ``dbt ls --select/--exclude`` run in
-    ``project_root`` would (dbt reads ``path:`` selectors from the current directory)."""
+    ``project_root`` would (dbt reads ``path:`` selectors from the current directory).
+    ``feature_tags`` (unique id: the ``feature_store.tags`` of its view) count as the node's
+    tags for ``tag:`` selectors, as ``list`` shows them beside dbt's own."""
     from dbt.contracts.graph.manifest import Manifest as DbtManifest
     from dbt.contracts.graph.manifest import WritableManifest
     from dbt.graph.cli import parse_difference
@@ -71,7 +76,7 @@ def selected_ids(manifest: Manifest, select: str | None, exclude: str | None, *,
                                 exclude.split() if exclude else None)
         with _quiet_dbt(), _inside(project_root):
             dbt_manifest = DbtManifest.from_writable_manifest(
-                WritableManifest.from_dict(manifest.data))
+                WritableManifest.from_dict(_with_tags(manifest.data, feature_tags or {})))
             selector = NodeSelector(_graph(dbt_manifest), dbt_manifest,
                                     previous_state=_previous_state(select, exclude, target_path,
                                                                   state))
@@ -81,6 +86,18 @@ def selected_ids(manifest: Manifest, select: str | None, exclude: str | None, *,
                          (("--select", select), ("--exclude", exclude)) if value)
         reason = " ".join(str(getattr(exc, "msg", None) or exc).split())
         raise UsageError(f"{given} is not a valid dbt selector: {reason}.") from exc
+
+
+def _with_tags(data: dict[str, Any], tags: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """The manifest's data with ``tags`` added to its nodes' (a copy: the loaded one is kept)."""
+    if not tags:
+        return data
+    nodes = dict(data["nodes"])
+    for unique_id, extra in tags.items():
+        if unique_id in nodes:
+            node = nodes[unique_id]
+            nodes[unique_id] = {**node, "tags": list(dict.fromkeys([*node.get("tags", []), *extra]))}
+    return {**data, "nodes": nodes}
 
 
 def _graph(manifest: Any) -> Any:

@@ -41,6 +41,10 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 @pytest.mark.parametrize(("args", "expected"), [
     (("--select", "tag:risk"), ["merchant_risk"]),
+    # a feature_store tag (not a dbt tag of the model) selects like one
+    (("--select", "tag:payments"), ["customer_spend"]),
+    (("--select", "tag:payments tag:risk"), ["customer_spend", "merchant_risk"]),
+    (("--select", "transactions+", "--exclude", "tag:payments"), ["merchant_risk"]),
     (("--select", "customer_spend"), ["customer_spend"]),
     (("--select", "+customer_spend"), ["customer_spend"]),
     (("--select", "transactions+"), ["customer_spend", "merchant_risk"]),
@@ -92,6 +96,12 @@ def test_selector_matching_no_feature_view(built_sample, redis_prefix, command, 
     result = invoke(built_sample, command, "--select", selector)
     assert result.exit_code == 2
     assert result.stderr == message
+
+
+def test_no_suggestion_repeats_the_selector(built_sample):
+    result = invoke(built_sample, "list", "--select", "tag:risk", "--exclude", "tag:risk")
+    assert result.exit_code == 2
+    assert "did you mean" not in result.stderr
 
 
 def test_exclude_everything(built_sample):

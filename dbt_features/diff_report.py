@@ -128,12 +128,14 @@ class RegistryDiff:
             )
         if n["breaking"]:
             return f"OK: every breaking change is acknowledged by a raised version (views: {shape})."
+        unsure = ""
         if self.not_compared:
             unsure = f" (definitions of {', '.join(self.not_compared)} not compared: see the notes)"
-        else:
-            unsure = ""
+        if not self.views and self.not_compared:
+            return (f"No differences in columns and settings of {n['views_unchanged']} feature "
+                    f"views{unsure}.")
         if not self.views:
-            return f"No differences: {n['views_unchanged']} feature views compared{unsure}."
+            return f"No differences: {n['views_unchanged']} feature views compared."
         return f"OK: no breaking changes (views: {shape}){unsure}."
 
     def to_dict(self) -> dict[str, Any]:

@@ -240,8 +240,8 @@ def test_state_manifest_without_compiled_sql_says_definitions_were_not_compared(
     assert "holds no compiled SQL for customer_spend, merchant_risk" in result.stdout
     assert "their definitions are not compared" in result.stdout
     assert result.stdout.rstrip().endswith(
-        "No differences: 2 feature views compared (definitions of customer_spend, merchant_risk "
-        "not compared: see the notes).")
+        "No differences in columns and settings of 2 feature views (definitions of "
+        "customer_spend, merchant_risk not compared: see the notes).")
     data = as_json(diff(built_sample, tmp_path, "--json"))
     assert data["definitions_not_compared"] == ["customer_spend", "merchant_risk"]
 

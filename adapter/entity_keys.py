@@ -1,6 +1,7 @@
-"""Entity rows to key suffixes: the join-key values of each row checked against the
-registry's key types (a fast path for the common single integer or string key) and rendered
-as the ``ENTITY`` part of the online keys."""
+"""Entity rows to entity keys: the join-key values of each row checked against the registry's
+key types (a fast path for the common single integer or string key); a single key stays its
+value, composite keys become their ``ENTITY`` text (``layout``). Where each lives (bucket and
+field) depends on the generation read: ``read_plan.locator``."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ def fast_key(spec: KeySpec) -> tuple[Any, type] | None:
     return itemgetter(name), int if dtype == "int64" else str
 
 
-def key_suffixes(spec: KeySpec, views: tuple[FeatureView, ...], fast: tuple[Any, type] | None,
-              rows: tuple[Mapping[str, Any], ...]) -> list[str]:
-    """The key suffix of every entity row for views joined on ``spec``, checking key types."""
+def key_values(spec: KeySpec, views: tuple[FeatureView, ...], fast: tuple[Any, type] | None,
+               rows: tuple[Mapping[str, Any], ...]) -> list[Any]:
+    """The entity key of every entity row for views joined on ``spec``, checking key types:
+    the value of a single key (an ``int`` or a ``str``), the ``ENTITY`` text of composite
+    keys."""
     if fast is not None:
         get, want = fast
         try:
@@ -35,7 +38,7 @@ def key_suffixes(spec: KeySpec, views: tuple[FeatureView, ...], fast: tuple[Any,
         except (KeyError, TypeError, IndexError):
             keys = None
         if keys is not None and (not keys or set(map(type, keys)) == {want}):
-            return list(map(str, keys))
+            return keys
     if len(spec) == 1:
         name, dtype = spec[0]
         want = int if dtype == "int64" else str
@@ -43,9 +46,9 @@ def key_suffixes(spec: KeySpec, views: tuple[FeatureView, ...], fast: tuple[Any,
         for i, row in enumerate(rows):
             value = row.get(name, _MISSING)
             if type(value) is want:
-                out.append(str(value))
+                out.append(value)
             else:
-                out.append(entity_suffix([checked_key(views[0], name, dtype, row, i)]))
+                out.append(want(checked_key(views[0], name, dtype, row, i)))
         return out
     return [
         entity_suffix([checked_key(views[0], name, dtype, row, i) for name, dtype in spec])

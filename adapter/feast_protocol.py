@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Sequence
 
 from dbt_features.registry import is_unicode
 
-from .online import OnlineResponse, Status
+from .response import FEAST_NAMES, OnlineResponse, json_values, per_column, status_names
+from .timestamp_text import EPOCH_FEAST as EPOCH
+from .timestamp_text import feast_text, texts
 
-EPOCH = "1970-01-01T00:00:00Z"
-"""The event time Feast sends for join keys and for values not found."""
-_FEAST_STATUS = {s: s.feast for s in Status}
+try:
+    import orjson
+except ImportError:  # pragma: no cover - optional: the json module does the same, slower
+    orjson = None
+
 _FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 """Non-finite doubles as protobuf's JSON mapping spells them (what Feast's server sends)."""
 
@@ -148,36 +151,51 @@ def _shown(value: Any) -> str:
 
 
 def feast_response(plan: Plan, shown: list[str], entities: dict[str, list[Any]], n: int,
-                    response: OnlineResponse) -> dict[str, Any]:
+                   response: OnlineResponse) -> dict[str, Any]:
+    """The response as Feast's server sends it. Built for encoding: lists may be shared between
+    columns (features of one view share their statuses and event times)."""
     results: list[dict[str, Any]] = [
         {"values": entities[k], "statuses": ["PRESENT"] * n, "event_timestamps": [EPOCH] * n}
         for k in shown
     ]
-    stamps: dict[int, str] = {}
-    for j in range(len(plan.refs)):
-        values = response.values[j]
-        dtype = response.dtypes[j]
-        if dtype in ("timestamp", "date"):
-            values = tuple(v.isoformat() if v is not None else None for v in values)
-        elif dtype == "double" and not all(v is None or math.isfinite(v) for v in values):
-            values = tuple(_FINITE.get(repr(v), v) for v in values)  # as Feast: valid JSON
-        results.append({
-            "values": list(values),
-            "statuses": [_FEAST_STATUS[s] for s in response.statuses[j]],
-            "event_timestamps": [EPOCH if us is None else stamps.get(us) or
-                                 stamps.setdefault(us, feast_timestamp(us))
-                                 for us in response.event_us[j]],
-        })
+    statuses = per_column(lambda column: status_names(column, FEAST_NAMES))
+    stamps = per_column(lambda column: texts(column, feast_text, EPOCH))
+    for values, dtype, status, events in zip(response.values, response.dtypes,
+                                             response.statuses, response.event_us):
+        results.append({"values": feast_values(values, dtype), "statuses": statuses(status),
+                        "event_timestamps": stamps(events)})
     return {"metadata": {"feature_names": [*shown, *plan.names]}, "results": results}
 
 
-def feast_timestamp(us: int) -> str:
-    """Microseconds since the epoch as protobuf's JSON Timestamp (what Feast sends): UTC,
-    ``Z``, and 0, 3 or 6 fraction digits."""
-    seconds, fraction = divmod(us, 1_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    if fraction == 0:
-        return base + "Z"
-    if fraction % 1000 == 0:
-        return f"{base}.{fraction // 1000:03d}Z"
-    return f"{base}.{fraction:06d}Z"
+def feast_values(column: Sequence[Any], dtype: str) -> Sequence[Any]:
+    """A value column as Feast sends it: timestamps and dates in ISO 8601, non-finite doubles
+    as protobuf's JSON spells them (valid JSON), the rest as they are."""
+    if dtype == "double":
+        # filter(None, ...) drops None and 0.0, both finite: the check stays in C.
+        if not all(map(math.isfinite, filter(None, column))):
+            return [_FINITE.get(repr(v), v) for v in column]
+        return column
+    return json_values(column, dtype) if dtype in ("timestamp", "date") else column
+
+
+def encode(data: dict[str, Any]) -> bytes:
+    """Compact JSON: orjson when installed (several times faster on floats), else the json
+    module; the json module also takes what orjson refuses (an integer key beyond 64 bits as
+    sent, echoed back)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(data)
+        except TypeError:
+            pass
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def encode_response(plan: Plan, shown: list[str], entities: dict[str, list[Any]], n: int,
+                    response: OnlineResponse) -> bytes:
+    """The body of a 200 answer to ``/get-online-features``."""
+    return encode(feast_response(plan, shown, entities, n, response))
+
+
+feast_timestamp = feast_text
+"""Microseconds since the epoch as protobuf's JSON Timestamp (what Feast sends): UTC,
+``Z``, and 0, 3 or 6 fraction digits."""

@@ -1,24 +1,48 @@
 """The key layout of the online store (``P`` is the configured key prefix, ``V`` a feature
-view, ``G`` a generation id)::
+view, ``G`` a generation number, ``B`` the generation's bucket count)::
 
-    P:V:gen         string: the current generation G (published atomically with the meta hash)
-    P:V:meta        hash: current generation ``gen`` and its ``schema``, watermark, last sync,
-                    key count, definition fingerprint, ``pending``/``retired`` generations
+    P:V:gen         string: the current generation id ``G.TAG`` (published atomically with
+                    the meta hash)
+    P:V:meta        hash: current generation ``gen``/``gen_id`` and its ``schema`` (blob
+                    format and ``buckets``), watermark, last sync, entity count, definition
+                    fingerprint, ``pending``/``retired`` generations
     P:V:lock        the sync lock (JSON of the holder), with an expiry
-    P:V:G:ENTITY    one value per (view, entity): a compact blob (``codec``), expiring at event
-                    time + ttl
+    P:V:G:b         hash, one per bucket ``b`` in ``0..B-1``: field = the entity's ``FIELD``,
+                    value = its blob (``codec``); the hash expires at the latest event time +
+                    ttl of its entries
+
+An entity's bucket and field (``locate``, and ``encoder.locate_batch`` for whole batches):
+
+* a single integer key ``k``: bucket ``k mod B``, field ``k div B`` in decimal (floor
+  division, so negative keys work and ``k = field * B + bucket``);
+* anything else (a string key, composite keys): bucket ``crc32(ENTITY) mod B``, field
+  ``ENTITY``, where ``ENTITY`` is the key as text; composite keys join their parts with ``:``
+  after escaping ``\\`` and ``:``.
+
+Why buckets: a string key per entity costs Redis ~60 bytes of its own (key, object, dict and
+expiry entries) besides the value: 184 bytes for 10 doubles. A field of a hash that holds
+~100 entities costs a dict entry, the field and the value: ~138 bytes. ``B`` is chosen at each
+full refresh from the entity count (``bucket_count``: ~112 entities per hash, so a hash's
+table has 128 slots and a hash of small values stays a listpack, Redis's compact encoding up
+to 128 entries) and is a prime, so ids in strides still spread evenly. Incremental syncs keep
+``B``; new entities grow the buckets until the next full refresh re-sizes them. The integer
+field is the quotient so that it stays short (at most 6 digits fits Redis's smallest field
+allocation).
 
 A full refresh writes generation G+1 beside G and switches ``gen`` in one step, so readers
-see one complete snapshot or the other: a read is one MGET of ``P:V:gen`` and the entity keys
-of the generation it last saw; if ``P:V:gen`` moved, it reads again with the new one.
-``ENTITY`` is the join-key value (decimal for integers, the string itself for strings);
-composite keys join their parts with ``:`` after escaping ``\\`` and ``:``.
+see one complete snapshot or the other: a read is one script call that returns the views'
+``P:V:gen`` and their entities' fields of the generations it last saw; if a ``P:V:gen``
+moved, it reads again with the new one.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
+
+PER_BUCKET = 112
+"""Entities per bucket a full refresh aims at (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -34,15 +58,18 @@ class Keys:
         return f"{self.prefix}:{view}:meta"
 
     def current(self, view: str) -> str:
-        """A string key holding the current generation (read in the same MGET as values)."""
+        """A string key holding the current generation (read in the same call as values)."""
         return f"{self.prefix}:{view}:gen"
 
     def lock(self, view: str) -> str:
         return f"{self.prefix}:{view}:lock"
 
     def generation(self, view: str, gen: int | str) -> str:
-        """The prefix of every entity key of one generation of a view."""
+        """The prefix of every bucket key of one generation of a view."""
         return f"{self.prefix}:{view}:{gen}:"
+
+    def bucket(self, view: str, gen: int | str, bucket: int) -> str:
+        return f"{self.prefix}:{view}:{gen}:{bucket}"
 
     def generation_pattern(self, view: str, gen: int | str) -> str:
         """A SCAN MATCH pattern for one generation (glob characters of the prefix escaped)."""
@@ -53,15 +80,61 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+def bucket_count(entities: int) -> int:
+    """The number of buckets for a generation of ``entities`` entities: the smallest prime
+    at or above ``entities / PER_BUCKET`` (at least 1)."""
+    wanted = -(-max(entities, 0) // PER_BUCKET)
+    if wanted <= 2:
+        return max(wanted, 1)
+    candidate = wanted
+    while not _is_prime(candidate):
+        candidate += 1
+    return candidate
+
+
+def _is_prime(n: int) -> bool:
+    if n % 2 == 0:
+        return n == 2
+    f = 3
+    while f * f <= n:
+        if n % f == 0:
+            return False
+        f += 2
+    return True
+
+
+def integer_keyed(key_dtypes: Sequence[str]) -> bool:
+    """A single integer join key: bucketed by value, its field the quotient."""
+    return len(key_dtypes) == 1 and key_dtypes[0] == "int64"
+
+
+def locate(values: Sequence[Any], key_dtypes: Sequence[str], buckets: int) -> tuple[int, bytes]:
+    """``(bucket, field)`` of one entity's (already type-checked) join-key values."""
+    if integer_keyed(key_dtypes):
+        quotient, bucket = divmod(values[0], buckets)
+        return bucket, str(quotient).encode()
+    field = entity_suffix(values).encode()
+    return zlib.crc32(field) % buckets, field
+
+
+def parse_field(field: bytes | str, bucket: int, key_dtypes: Sequence[str],
+                buckets: int) -> tuple[Any, ...]:
+    """The join-key values of an entity from its bucket and field (the inverse of ``locate``)."""
+    text = field.decode() if isinstance(field, bytes) else field
+    if integer_keyed(key_dtypes):
+        return (int(text) * buckets + bucket,)
+    return parse_entity_suffix(text, key_dtypes)
+
+
 def entity_suffix(values: Sequence[Any]) -> str:
-    """The ``ENTITY`` part of a key for one entity's (already type-checked) join-key values."""
+    """The ``ENTITY`` text of one entity's (already type-checked) join-key values."""
     if len(values) == 1:
         return str(values[0])
     return ":".join(_escape(str(v)) for v in values)
 
 
 def parse_entity_suffix(suffix: str, dtypes: Sequence[str]) -> tuple[Any, ...]:
-    """The join-key values of a key's ``ENTITY`` part (the inverse of ``entity_suffix``)."""
+    """The join-key values of an ``ENTITY`` text (the inverse of ``entity_suffix``)."""
     parts = [suffix] if len(dtypes) == 1 else _split_escaped(suffix)
     return tuple(int(p) if t == "int64" else p for p, t in zip(parts, dtypes))
 

@@ -2,10 +2,10 @@
 
 ``OnlineStore`` is opened once (registry loaded, Redis connected, plans cached); each
 ``get_online_features`` call checks the entity values against the registry's key types, sends
-one MGET of each view's current-generation key plus its entity keys under the generation last
-seen (MGET is atomic: if every generation is still current, the values form one snapshot per
-view; after a full refresh was published, it reads again with the new generation) and decodes
-the blobs. Every value comes back with a status (present, not found,
+one script call (``scripts.READ``) that returns each view's current generation and its
+entities' fields under the generation last seen (a script runs atomically: if every generation
+is still current, the values form one snapshot per view; after a full refresh was published,
+it reads again with the new generation) and decodes the blobs. Every value comes back with a status (present, not found,
 expired: outside the view's ttl as of now) and its event timestamp, in an ``OnlineResponse``
 that converts to a dict (Feast's shape) or to Arrow.
 """
@@ -22,10 +22,11 @@ from dbt_features.errors import OnlineStoreError
 from dbt_features.registry import FeatureView, Registry
 
 from .config import EmbeddedServer, OnlineConfig, connect
-from .entity_keys import key_suffixes, not_utf8
-from .codec import Codec, Schema
+from .entity_keys import key_values, not_utf8
+from .codec import FORMAT_VERSION, Codec, Schema
 from .layout import Keys
-from .read_plan import Prepared, ReadPlan, plan_read, view_reader
+from .read_plan import Prepared, ReadPlan, locator, plan_read, view_reader
+from .scripts import READ
 from .response import OnlineResponse, Status
 from .status import ViewStatus, read_status
 
@@ -54,7 +55,8 @@ class OnlineStore:
     def __post_init__(self) -> None:
         self.keys = Keys(self.config.key_prefix)
         self._gen_keys: dict[str, str] = {}
-        self._bases: dict[str, str] = {}
+        self._locators: dict[str, Any] = {}
+        self._read_sha = ""
         self._ready: dict[tuple[str, ...], Prepared] = {}
         self._epoch = 0
         """Bumped whenever a view's cached generation changes (every ``Prepared`` goes stale)."""
@@ -96,21 +98,20 @@ class OnlineStore:
         if plan is None:
             plan = self._plans[wanted] = plan_read(self.registry, wanted)
         rows = entity_rows if type(entity_rows) is tuple else tuple(entity_rows)
-        suffixes = [key_suffixes(spec, views, fast, rows) for spec, views, fast in plan.groups]
+        entities = [key_values(spec, views, fast, rows) for spec, views, fast in plan.groups]
         ready = self._ready.get(wanted)
         for _attempt in range(5):
             if ready is None or ready.epoch != self._epoch:
                 ready = self._prepare(wanted, plan)
             keys = list(ready.head)
-            for base, group in ready.bases:
-                keys += map(base.__add__, suffixes[group])
+            nv = len(keys)
+            fields: list[Any] = [nv]
             try:
-                replies = self.client.mget(keys)
-            except UnicodeEncodeError as exc:  # checked here, off the hot path
+                for locate, group in ready.locators:
+                    locate(entities[group], keys, fields)
+            except UnicodeEncodeError as exc:
                 raise not_utf8(rows) from exc
-            except (redis.RedisError, OSError) as exc:
-                raise self._read_failed(exc) from exc
-            nv = len(ready.head)
+            replies = self._read(keys, fields)
             if replies[:nv] == ready.expected:
                 break
             for name, got, want in zip(plan.names, replies, ready.expected):
@@ -123,6 +124,19 @@ class OnlineStore:
                 "row (full refreshes in a loop?); retry."
             )
         return self._response(plan, ready, rows, replies, nv)
+
+    def _read(self, keys: list[str], args: list[Any]) -> list[bytes | None]:
+        """One ``READ`` call (loaded on first use, and again after Redis lost its scripts)."""
+        for _attempt in range(2):
+            try:
+                if not self._read_sha:
+                    self._read_sha = self.client.script_load(READ)
+                return self.client.evalsha(self._read_sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                self._read_sha = ""
+            except (redis.RedisError, OSError) as exc:
+                raise self._read_failed(exc) from exc
+        raise OnlineStoreError(f"Redis at {self.where} keeps forgetting its scripts; retry.")
 
     def _response(self, plan: ReadPlan, ready: Prepared, rows: tuple[Mapping[str, Any], ...],
                   replies: list[bytes | None], offset: int) -> OnlineResponse:
@@ -182,7 +196,7 @@ class OnlineStore:
             self._epoch,
             [self._gen_keys[name] for name in plan.names],
             [self._current[name].encode() for name in plan.names],
-            tuple((self._bases[vp.view.name], vp.group) for vp in plan.views),
+            tuple((self._locators[vp.view.name], vp.group) for vp in plan.views),
             tuple(readers),
         )
         self._ready[wanted] = ready
@@ -209,7 +223,15 @@ class OnlineStore:
     def _codec(self, view: str, gen: str, schema_text: bytes) -> tuple[Codec, dict[str, int]]:
         """Cache the codec of generation ``gen`` (its id: number and random tag, never reused,
         so a codec is never applied to another generation's values)."""
-        codec = Codec(Schema.parse(schema_text))
+        schema = Schema.parse(schema_text)
+        if schema.version != FORMAT_VERSION:
+            raise OnlineStoreError(
+                f"feature view {view!r} was synced to the online store ({self.where}) by an "
+                f"older dbt-features, in a layout this one does not read (format "
+                f"{schema.version}, now {FORMAT_VERSION}): run `dbt-features sync --select "
+                f"{view}` (it rewrites the view with a full refresh)."
+            )
+        codec = Codec(schema)
         for key in [k for k in self._codecs if k[0] == view]:
             del self._codecs[key]
         found = (codec, {name: i for i, name in enumerate(codec.names)})
@@ -217,7 +239,8 @@ class OnlineStore:
         self._current[view] = gen
         self._epoch += 1
         self._gen_keys[view] = self.keys.current(view)
-        self._bases[view] = self.keys.generation(view, gen.split(".")[0])
+        self._locators[view] = locator(self.keys.generation(view, gen.split(".")[0]),
+                                       schema.key_dtypes, schema.buckets)
         return found
 
     # -- status ----------------------------------------------------------------------------

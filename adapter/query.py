@@ -22,6 +22,7 @@ from dbt_features.types import logical_type
 
 SOURCE = "_dbt_features_source"
 LATEST = "_dbt_features_latest"
+AT_LATEST = "_dbt_features_at_latest"
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,21 @@ def latest_query(
     shard: tuple[int, int] | None = None,
 ) -> str:
     """SQL selecting, per entity, its latest row (``pit.recency_order``) with ``event time <=
-    now`` and (with a ttl) ``event time >= now - ttl`` (both inclusive, as training sets). An incremental sync reads only the rows
-    that ``since`` had not settled (``_unsettled``). ``shard=(k, n)`` keeps the entities whose
-    key hash is k modulo n (DuckDB only: see ``SHARDED_DIALECTS``)."""
+    now`` and (with a ttl) ``event time >= now - ttl`` (both inclusive, as training sets). An
+    incremental sync reads only the rows that ``since`` had not settled (``_unsettled``).
+    ``shard=(k, n)`` keeps the entities whose key hash is k modulo n (DuckDB only: see
+    ``SHARDED_DIALECTS``).
+
+    Event time leads the recency order, so the latest row is among the rows at the entity's
+    greatest event time: those are kept first (a window MAX, no sort), and only they are
+    ranked by the whole order. Ranking every row by all the order's columns sorts the table by
+    a dozen keys; measured on DuckDB, 10M rows: 11 s against 2.5 s."""
     assert view.timestamp is not None
     keys = [_col(k.name) for k in view.entity.join_keys]
     ts = view.timestamp
     wanted = served_columns(view)
     rank_name = _fresh_name("_dbt_features_rank", wanted)
+    latest_at = _fresh_name("_dbt_features_latest_at", wanted)
     rank = exp.Window(
         this=exp.RowNumber(), partition_by=keys,
         order=exp.Order(expressions=pit.recency_order(view, dialect)),
@@ -64,10 +72,17 @@ def latest_query(
         conditions.append(_unsettled(view, dialect, since))
     if shard is not None:
         conditions.append(_shard_condition(keys, dialect, *shard))
-    inner = (
-        exp.select(*(_col(n) for n in wanted), exp.alias_(rank, rank_name, quoted=True))
+    at_latest = (
+        exp.select(*(_col(n) for n in wanted), exp.alias_(
+            exp.Window(this=exp.Max(this=_col(ts.name)), partition_by=keys), latest_at,
+            quoted=True))
         .from_(_source(view, dialect, from_sql))
         .where(exp.and_(*conditions))
+    )
+    inner = (
+        exp.select(*(_col(n) for n in wanted), exp.alias_(rank, rank_name, quoted=True))
+        .from_(at_latest.subquery(exp.to_identifier(AT_LATEST, quoted=True)))
+        .where(exp.EQ(this=_col(ts.name), expression=_col(latest_at)))
     )
     outer = (
         exp.select(*(_col(n) for n in wanted))
@@ -75,6 +90,29 @@ def latest_query(
         .where(exp.EQ(this=_col(rank_name), expression=exp.Literal.number(1)))
     )
     return outer.sql(dialect=dialect)
+
+
+def entity_count_query(view: FeatureView, dialect: str, now: datetime, *,
+                       from_sql: bool = False) -> str:
+    """The number of entities ``latest_query`` returns for a full refresh (distinct keys with
+    ``event time <= now`` and within ttl), estimated on in-process engines: it sizes the new
+    generation's buckets."""
+    assert view.timestamp is not None
+    keys = [_col(k.name) for k in view.entity.join_keys]
+    ts = view.timestamp
+    conditions = [*_present(view), exp.LTE(this=_col(ts.name), expression=_moment(now, ts, dialect))]
+    if view.ttl_seconds:
+        floor = now - timedelta(seconds=view.ttl_seconds)
+        conditions.append(exp.GTE(this=_col(ts.name), expression=_moment(floor, ts, dialect)))
+    source = _source(view, dialect, from_sql)
+    if dialect in SHARDED_DIALECTS:  # a HyperLogLog estimate: an exact count costs ~8x more
+        estimate = exp.Anonymous(this="APPROX_COUNT_DISTINCT", expressions=[
+            exp.Anonymous(this=SHARDED_DIALECTS[dialect], expressions=keys)])
+        return (exp.select(exp.alias_(estimate, "entities", quoted=True)).from_(source)
+                .where(exp.and_(*conditions)).sql(dialect=dialect))
+    distinct = exp.select(*keys).from_(source).where(exp.and_(*conditions)).group_by(*keys)
+    counted = exp.select(exp.alias_(exp.Count(this=exp.Star()), "entities", quoted=True))
+    return counted.from_(distinct.subquery(exp.to_identifier(LATEST, quoted=True))).sql(dialect=dialect)
 
 
 def served_columns(view: FeatureView) -> list[str]:

@@ -1,13 +1,14 @@
 """How one list of feature references is read: worked out once per list and cached.
 
 A ``ReadPlan`` resolves the references against the registry (views, response columns, views
-grouped by join keys so they share key suffixes). A ``Prepared`` adds what depends on the
-generations being served (the MGET's leading generation keys and the values they must hold,
-each view's key base and ``ViewReader``); it is rebuilt when a generation changes.
+grouped by join keys so they share checked entity keys). A ``Prepared`` adds what depends on
+the generations being served (the read's leading generation keys and the values they must
+hold, each view's ``Locator`` and ``ViewReader``); it is rebuilt when a generation changes.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -16,7 +17,12 @@ from dbt_features.registry import FeatureRef, FeatureView, Registry
 
 from .entity_keys import KeySpec, fast_key
 from .codec import Codec
+from .layout import integer_keyed
 from .servable import check_servable
+
+Locator = Callable[[list[Any], list[Any], list[Any]], None]
+"""``locate(entity_keys, keys, fields)``: appends the bucket key and the field of each entity
+(``layout.locate``, for one generation) to ``keys`` and ``fields``."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +72,12 @@ class ViewReader(NamedTuple):
 class Prepared:
     """What a plan needs per request under the current generations."""
 
-    __slots__ = ("epoch", "head", "expected", "bases", "readers", "ordered")
+    __slots__ = ("epoch", "head", "expected", "locators", "readers", "ordered")
 
     def __init__(self, epoch: int, head: list[str], expected: list[bytes],
-                 bases: tuple[tuple[str, int], ...], readers: tuple[ViewReader, ...]) -> None:
+                 locators: tuple[tuple[Locator, int], ...], readers: tuple[ViewReader, ...]) -> None:
         self.epoch, self.head, self.expected = epoch, head, expected
-        self.bases, self.readers = bases, readers
+        self.locators, self.readers = locators, readers
         columns = [c for r in readers for c in r.found if not r.absent]
         self.ordered = columns == list(range(sum(len(r.columns) for r in readers)))
         """Every view's columns are all found and follow each other in view order."""
@@ -114,3 +120,23 @@ def view_reader(vp: ViewPlan, codec: Codec, positions: dict[str, int]) -> ViewRe
     absent = tuple(c for c in vp.columns if c not in found)
     ttl_us = (vp.view.ttl_seconds or 0) * 1_000_000
     return ViewReader(codec.picker([p for p, _ in pairs]), found, absent, vp.columns, ttl_us)
+
+
+def locator(base: str, key_dtypes: tuple[str, ...], buckets: int) -> Locator:
+    """Where the entities of one generation live (``base``: its key prefix ``P:V:G:``). A
+    string is UTF-8 encoded here: a lone surrogate raises ``UnicodeEncodeError``."""
+    if integer_keyed(key_dtypes):
+        def by_value(values: list[Any], keys: list[Any], fields: list[Any]) -> None:
+            for value in values:
+                quotient, bucket = divmod(value, buckets)
+                keys.append(base + str(bucket))
+                fields.append(quotient)
+        return by_value
+    crc32 = zlib.crc32
+
+    def by_hash(values: list[Any], keys: list[Any], fields: list[Any]) -> None:
+        for value in values:
+            field = value.encode()
+            keys.append(base + str(crc32(field) % buckets))
+            fields.append(field)
+    return by_hash

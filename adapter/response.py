@@ -1,15 +1,25 @@
 """What an online read returns: per requested feature, a value, a status and an event time
-for each entity row (the shape Feast's /get-online-features answers with)."""
+for each entity row (the shape Feast's /get-online-features answers with).
+
+The conversions work a column at a time, never a cell at a time where it can be helped: the
+features of one view share one tuple of event times and one of statuses (the read builds them
+once per view), so those are converted once per response (``per_column``) and each distinct
+event time is formatted once (``timestamp_text``); Arrow columns come from one conversion per
+dtype, sliced per feature. Datetimes are built only when ``event_timestamps`` is asked for.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Mapping
+from functools import cache, cached_property
+from itertools import chain
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from .micros import from_micros
+from .timestamp_text import iso_text, texts
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -24,12 +34,18 @@ class Status(str, Enum):
     @property
     def feast(self) -> str:
         """Feast's name of the status (``PRESENT``, ``NOT_FOUND``, ``OUTSIDE_MAX_AGE``)."""
-        return _FEAST[self.value]
+        return FEAST_NAMES[self.value]
 
 
-_FEAST = {"present": "PRESENT", "not_found": "NOT_FOUND", "expired": "OUTSIDE_MAX_AGE"}
+FEAST_NAMES = {"present": "PRESENT", "not_found": "NOT_FOUND", "expired": "OUTSIDE_MAX_AGE"}
+_OURS = {s.value: s.value for s in Status}
+_VALUE = attrgetter("_value_")
+"""A status's value without ``Enum``'s Python-level ``value`` property or ``__hash__``."""
+_TEMPORAL = ("timestamp", "date")
+T = TypeVar("T")
 
 
+@cache
 def _arrow_type(dtype: str) -> pa.DataType:
     """The Arrow type of a logical type (pyarrow is imported when a table is asked for:
     reading the online store does not need it)."""
@@ -37,6 +53,34 @@ def _arrow_type(dtype: str) -> pa.DataType:
 
     return {"int64": pa.int64, "double": pa.float64, "bool": pa.bool_, "string": pa.string,
             "timestamp": lambda: pa.timestamp("us", tz="UTC"), "date": pa.date32}[dtype]()
+
+
+def per_column(convert: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``convert``, run once per distinct column object (features of one view share their
+    statuses and event times); for the length of one conversion, while the columns live."""
+    done: dict[int, T] = {}
+
+    def get(column: Any) -> T:
+        key = id(column)
+        found = done.get(key)
+        if found is None:
+            found = done[key] = convert(column)
+        return found
+    return get
+
+
+def status_names(column: Sequence[Status], names: Mapping[str, str]) -> list[str]:
+    """``names[status.value]`` for each status of ``column``."""
+    if column.count(Status.PRESENT) == len(column):
+        return [names["present"]] * len(column)
+    return list(map(names.__getitem__, map(_VALUE, column)))
+
+
+def json_values(column: Sequence[Any], dtype: str) -> list[Any]:
+    """Values as JSON can carry them: timestamps and dates in ISO 8601, the rest as they are."""
+    if dtype in _TEMPORAL:
+        return [None if v is None else v.isoformat() for v in column]
+    return list(column)
 
 
 @dataclass(frozen=True)
@@ -67,12 +111,14 @@ class OnlineResponse:
     @cached_property
     def event_timestamps(self) -> tuple[tuple[datetime | None, ...], ...]:
         """Event times as UTC datetimes (built on first use)."""
-        cache: dict[int, datetime] = {}
-        return tuple(
-            tuple(None if us is None else cache.get(us) or cache.setdefault(us, from_micros(us))
-                  for us in column)
-            for column in self.event_us
-        )
+        built: dict[int, datetime] = {}
+
+        def moments(column: tuple[int | None, ...]) -> tuple[datetime | None, ...]:
+            return tuple(None if us is None else built.get(us) or
+                         built.setdefault(us, from_micros(us)) for us in column)
+
+        convert = per_column(moments)
+        return tuple(convert(column) for column in self.event_us)
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per entity row: its keys, then each feature's value."""
@@ -84,18 +130,17 @@ class OnlineResponse:
     def to_dict(self, *, feast: bool = False) -> dict[str, Any]:
         """Feast's response shape: ``metadata.feature_names`` and per feature ``values``,
         ``statuses`` and ISO ``event_timestamps``."""
-        def iso(ts: datetime | None) -> str | None:
-            return ts.isoformat() if ts is not None else None
-
+        names = FEAST_NAMES if feast else _OURS
+        statuses = per_column(lambda column: status_names(column, names))
+        stamps = per_column(lambda column: texts(column, iso_text, None))
         return {
             "metadata": {"feature_names": list(self.features)},
             "results": [
-                {
-                    "values": [_jsonable(v) for v in self.values[j]],
-                    "statuses": [s.feast if feast else s.value for s in self.statuses[j]],
-                    "event_timestamps": [iso(t) for t in self.event_timestamps[j]],
-                }
-                for j in range(len(self.features))
+                {"values": json_values(values, dtype),
+                 "statuses": statuses(status).copy(),  # a list of its own per feature
+                 "event_timestamps": stamps(events).copy()}
+                for values, dtype, status, events in zip(self.values, self.dtypes, self.statuses,
+                                                         self.event_us)
             ],
         }
 
@@ -104,16 +149,19 @@ class OnlineResponse:
         ``<feature>__event_timestamp`` columns."""
         import pyarrow as pa
 
-        columns: dict[str, pa.Array] = {}
-        for name in dict.fromkeys(k for row in self.entity_rows for k in row):
-            columns[name] = pa.array([row.get(name) for row in self.entity_rows])
-        for j, ref in enumerate(self.features):
-            columns[ref] = pa.array(list(self.values[j]), type=_arrow_type(self.dtypes[j]))
-            columns[f"{ref}__status"] = pa.array([s.value for s in self.statuses[j]])
-            columns[f"{ref}__event_timestamp"] = pa.array(
-                list(self.event_timestamps[j]), type=pa.timestamp("us", tz="UTC")
-            )
-        return pa.table(columns)
+        rows = self.entity_rows
+        columns: dict[str, pa.Array] = {
+            name: pa.array(_key_column(rows, name)) for name in dict.fromkeys(chain(*rows))}
+        timestamp = _arrow_type("timestamp")
+        statuses = per_column(_status_array)
+        stamps = per_column(lambda column: pa.array(column, timestamp))
+        value_arrays = _value_arrays(self.values, self.dtypes, len(rows))
+        for ref, values, status, events in zip(self.features, value_arrays, self.statuses,
+                                               self.event_us):
+            columns[ref] = values
+            columns[f"{ref}__status"] = statuses(status)
+            columns[f"{ref}__event_timestamp"] = stamps(events)
+        return pa.Table.from_arrays(list(columns.values()), names=list(columns))
 
     def to_pandas(self) -> Any:
         """``to_arrow()`` as a pandas DataFrame (needs pandas): integer features with missing
@@ -129,5 +177,49 @@ class OnlineResponse:
         return pl.from_arrow(self.to_arrow())
 
 
-def _jsonable(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
+_PRESENT_ARRAYS: dict[int, Any] = {}
+"""All-``present`` status arrays by length (immutable, so shared between tables)."""
+
+
+def _status_array(column: tuple[Status, ...]) -> pa.Array:
+    import pyarrow as pa
+
+    n = len(column)
+    if column.count(Status.PRESENT) != n:
+        return pa.array(status_names(column, _OURS), pa.string())
+    found = _PRESENT_ARRAYS.get(n)
+    if found is None:
+        if len(_PRESENT_ARRAYS) >= 64:
+            _PRESENT_ARRAYS.clear()
+        found = _PRESENT_ARRAYS[n] = pa.array(["present"] * n, pa.string())
+    return found
+
+
+def _key_column(rows: tuple[Mapping[str, Any], ...], name: str) -> list[Any]:
+    """The values of join key ``name``, None for rows without it."""
+    try:
+        return list(map(itemgetter(name), rows))
+    except KeyError:
+        return [row.get(name) for row in rows]
+
+
+def _value_arrays(values: tuple[tuple[Any, ...], ...], dtypes: tuple[str, ...],
+                  n: int) -> list[pa.Array]:
+    """One Arrow array per value column: the columns of one dtype converted in one call (each
+    pyarrow call has a fixed cost), then sliced (no copy)."""
+    import pyarrow as pa
+
+    by_dtype: dict[str, list[int]] = {}
+    for j, dtype in enumerate(dtypes):
+        by_dtype.setdefault(dtype, []).append(j)
+    out: list[Any] = [None] * len(values)
+    for dtype, positions in by_dtype.items():
+        if len(positions) == 1 or n == 0:
+            for j in positions:
+                out[j] = pa.array(values[j], _arrow_type(dtype))
+            continue
+        joined = pa.array(list(chain.from_iterable(values[j] for j in positions)),
+                          _arrow_type(dtype))
+        for k, j in enumerate(positions):
+            out[j] = joined.slice(k * n, n)
+    return out

@@ -2,6 +2,7 @@
 
 * ``WRITE_IF_NEWER``: incremental writes; a row never replaces one with a later event time
   (or, at the same event time, a later created time); the same times replace (a correction).
+* ``READ``: the generations being served and the values, in one atomic step.
 * ``COMMIT`` and the lock scripts: compare-and-set on the lock token, so a sync that lost its
   lock cannot publish anything.
 
@@ -10,29 +11,56 @@
 from __future__ import annotations
 
 WRITE_IF_NEWER = """
-local created, written = 0, 0
+local head = tonumber(ARGV[1])
+local created, written, now = 0, 0, nil
 for i = 1, #KEYS do
-  local blob, pxat = ARGV[2 * i - 1], ARGV[2 * i]
-  local old = redis.call('GETRANGE', KEYS[i], 0, 15)
+  local key, field, blob, pxat = KEYS[i], ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local old = redis.call('HGET', key, field)
   local write = true
-  if string.len(old) == 16 then
-    local oe, oc = struct.unpack('>i8i8', old)
-    local ne, nc = struct.unpack('>i8i8', blob)
+  if old then
+    local oe, oc, ne, nc = 0, 0, 0, 0
+    if head == 16 then
+      oe, oc = struct.unpack('>i8i8', old)
+      ne, nc = struct.unpack('>i8i8', blob)
+    else
+      oe = struct.unpack('>i8', old)
+      ne = struct.unpack('>i8', blob)
+    end
     if ne < oe or (ne == oe and nc < oc) then write = false end
   else
     created = created + 1
   end
   if write then
     written = written + 1
-    if pxat == '0' then
-      redis.call('SET', KEYS[i], blob)
-    else
-      redis.call('SET', KEYS[i], blob, 'PXAT', pxat)
+    redis.call('HSET', key, field, blob)
+    if pxat ~= '0' then
+      local left = redis.call('PTTL', key)
+      if left >= 0 and not now then
+        local t = redis.call('TIME')
+        now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      end
+      if left < 0 or tonumber(pxat) > now + left then
+        redis.call('PEXPIREAT', key, pxat)
+      end
     end
   end
 end
 return {created, written}
 """
+"""Conditional writes into bucket hashes. ``KEYS``: each row's bucket; ``ARGV``: the blobs'
+head size (8, or 16 with a created time), then per row its field, blob and expiry (ms, ``0``:
+none). A bucket's expiry only ever rises (``PEXPIREAT .. GT`` done by hand: Redis 6.2, the
+embedded server, lacks it)."""
+
+READ = """
+local nv = tonumber(ARGV[1])
+local out = {}
+for i = 1, nv do out[i] = redis.call('GET', KEYS[i]) end
+for i = nv + 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[i - nv + 1]) end
+return out
+"""
+"""A read in one step: ``KEYS`` are the views' ``P:V:gen`` keys (``ARGV[1]`` of them), then one
+bucket per value wanted, its field in ``ARGV``; returns the generations, then the blobs."""
 
 COMMIT = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then

@@ -13,7 +13,8 @@ server orders the features of a view by a Python set, i.e. arbitrarily); non-fin
 the strings ``NaN``/``Infinity``/``-Infinity``, as Feast sends them.
 
 The registry is loaded once at start; the per-request path is JSON parsing, a cached plan per
-feature list, one Redis MGET (``OnlineStore``) and JSON encoding. Redis calls run inline on the
+feature list, one Redis round trip (``OnlineStore``), the response built a column at a time and
+JSON encoding (orjson when installed: ``feast_protocol.encode``). Redis calls run inline on the
 event loop (measured faster than a worker thread on this workload: see the README), with a
 short socket timeout and a circuit breaker, so a Redis outage answers 503 within about a
 second and never queues requests behind a dead server; the next request after the cool-down
@@ -41,8 +42,8 @@ from redis.retry import Retry
 from dbt_features.errors import DbtFeaturesError, OnlineStoreError, UsageError
 from dbt_features.registry import FeatureRef, Registry
 
-from .feast_protocol import (HTTPError, Plan, check_entities, error_body, error_headers,
-                             feast_response, parse_request)
+from .feast_protocol import (HTTPError, Plan, check_entities, encode_response, error_body,
+                             error_headers, parse_request)
 from .http_timeouts import REQUEST_STARTED, TimedHttpProtocol
 from .metrics import CONTENT_TYPE, Metrics
 from .config import OnlineConfig
@@ -194,8 +195,7 @@ class FeatureServer:
         self.metrics.entities += n
         # Feast puts every join key it recognises first, in the request's order.
         shown = [k for k in entities if k in key_names]
-        return 200, _JSON, json.dumps(feast_response(plan, shown, entities, n, response),
-                                    separators=(",", ":")).encode()
+        return 200, _JSON, encode_response(plan, shown, entities, n, response)
 
     def _read(self, plan: Plan, rows: list[dict[str, Any]]) -> OnlineResponse:
         if time.monotonic() < self._closed_until:

@@ -1,5 +1,6 @@
 """What the online store holds for each view (``dbt-features status``): read from each view's
-meta hash, lock and published generation key, and the server's eviction counters."""
+meta hash (entity count, and the layout it was written in), lock and published generation
+key, and the server's eviction counters (an evicted bucket loses ~100 entities at once)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import redis
 
 from dbt_features.registry import FeatureView
 
+from .codec import FORMAT_VERSION, schema_version
 from .eviction import memory_policy
 from .layout import Keys
 from .micros import iso_micros
@@ -26,6 +28,7 @@ class ViewStatus:
     watermark: str | None
     """Greatest created time (event time without created_timestamp) synced."""
     keys: int | None
+    """Entities stored (fields of the bucket hashes) as of the last sync."""
     generation: int | None
     fingerprint: str | None
     """The definition fingerprint that was synced."""
@@ -66,6 +69,11 @@ def _view_status(view: FeatureView, raw_meta: dict[bytes, bytes], lock: bytes | 
         warnings.append(
             f"{view.name}: its published generation key is missing (evicted or deleted): reads "
             "fail until `dbt-features sync --full-refresh`.")
+    version = schema_version(meta.get("schema"))
+    if synced and version != FORMAT_VERSION:
+        warnings.append(
+            f"{view.name}: synced by an older dbt-features in another key layout (format "
+            f"{version}, now {FORMAT_VERSION}): reads fail until `dbt-features sync` rewrites it.")
     return ViewStatus(
         view=view.name, synced=synced, last_sync=meta.get("last_sync"),
         last_mode=meta.get("last_mode"), watermark=iso_micros(meta.get("watermark_us")),

@@ -2,8 +2,9 @@
 
 Per view, under the view's lock:
 
-* **full refresh** (first sync, ``--full-refresh``, a changed definition, or upstream rows
-  that an incremental sync cannot place: see ``sync_plan``): rows go to a new generation; one
+* **full refresh** (first sync, ``--full-refresh``, a changed definition, a view stored in an
+  older key layout, or upstream rows that an incremental sync cannot place: see
+  ``sync_plan``): rows go to a new generation, its bucket count sized for the entities; one
   atomic step publishes it (readers switch from the complete old snapshot to the complete new
   one), then the old generation is deleted. A sync killed midway leaves its generation
   recorded as ``pending`` in the view's meta hash; the next sync deletes it.
@@ -11,7 +12,9 @@ Per view, under the view's lock:
   a server-side compare: a row never replaces one with a later (event, created) time.
   Either way Redis ends up serving what a full refresh would.
 
-Batches stream from the warehouse cursor to Redis: memory does not grow with the table.
+Batches stream from the warehouse cursor to Redis (one ``HSET`` per bucket a batch touches;
+a full refresh sets the buckets' expiries once all rows are in): memory does not grow with the
+table.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
 from dbt_features.errors import (
@@ -38,13 +42,14 @@ from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
 from .eviction import check_eviction
-from .encoder import BlobEncoder, ValueOutOfRange, entity_suffixes, full_keys
+from .encoder import BlobEncoder, ValueOutOfRange, locate_batch
 from .lock import SyncLock
 from .micros import iso_micros
 from .scripts import COMMIT, WRITE_IF_NEWER
 from .servable import check_servable
 from .sync_plan import LatestRead, SyncPlan, plan_sync
-from .writer import PipelinedWriter, evalsha_commands, set_commands
+from .writer import (Grouped, PipelinedWriter, bulk, evalsha_commands, full_hint, hset_commands,
+                     pexpireat_commands)
 
 if TYPE_CHECKING:
     from .online import OnlineStore
@@ -168,8 +173,9 @@ def sync_view(
                 drop_generation(online, view.name, plan.previous_gen)
                 online.client.hdel(online.keys.meta(view.name), "retired")
     except (redis.RedisError, OSError) as exc:
+        detail = online.config.scrub(str(exc))
         raise OnlineStoreError(f"sync of {view.name!r} to Redis at {online.where} failed: "
-                               f"{online.config.scrub(str(exc))}") from exc
+                               f"{detail}{full_hint(detail)}") from exc
     return ViewSync(
         view=view.name, mode="full" if plan.full else "incremental", reason=plan.reason,
         entities=stats.rows, written=stats.written, keys=keys,
@@ -192,6 +198,9 @@ def _generation(online: "OnlineStore", view: str, plan: SyncPlan, now: datetime)
     return gen
 
 
+_UNSET = np.iinfo(np.int64).min
+
+
 @dataclass
 class _Stats:
     rows: int = 0
@@ -206,9 +215,11 @@ def _stream(
     assert view.timestamp is not None
     encoder = BlobEncoder(plan.schema)
     created = view.created_timestamp.name if view.created_timestamp else None
-    prefix = online.keys.generation(view.name, gen.split(".")[0])
+    base = online.keys.generation(view.name, gen.split(".")[0]).encode()
     ttl_ms = (view.ttl_seconds or 0) * 1000
     sha = "" if plan.full else online.client.script_load(WRITE_IF_NEWER)
+    # The latest expiry (ms) of each bucket written, set once the rows are all in.
+    expiries = np.full(plan.schema.buckets, _UNSET, dtype=np.int64) if plan.full and ttl_ms else None
     stats = _Stats()
     writer = PipelinedWriter(online.client, online.config)
     broken = True
@@ -222,17 +233,28 @@ def _stream(
             if batch.num_rows == 0:
                 continue
             blobs, ets = _encode(encoder, batch, view, created)
-            entity_keys = full_keys(prefix, entity_suffixes(batch, view.entity.key_names))
-            pxat = pa.array(ets // 1000 + ttl_ms).cast(pa.string()) if ttl_ms else None
+            buckets, fields = locate_batch(batch, view.entity.key_names, plan.schema.key_dtypes,
+                                           plan.schema.buckets)
             if plan.full:
-                writer.send_sets(set_commands(entity_keys, blobs, pxat), batch.num_rows)
+                groups = Grouped.of(buckets)
+                writer.send_counted(*hset_commands(base, groups, fields, blobs))
+                if expiries is not None:
+                    touched = groups.buckets
+                    expiries[touched] = np.maximum(expiries[touched], groups.maxima(ets) // 1000 + ttl_ms)
                 stats.written += batch.num_rows
             else:
-                pxat = pxat if pxat is not None else pa.array(["0"] * batch.num_rows)
-                writer.send_commands(evalsha_commands(sha, entity_keys, blobs, pxat, CONDITIONAL_CHUNK))
+                pxat = pa.array(ets // 1000 + ttl_ms if ttl_ms else np.zeros(len(ets), np.int64))
+                keys = pc.binary_join_element_wise(
+                    base, pa.array(buckets).cast(pa.string()).cast(pa.binary()), b"")
+                args = pc.binary_join_element_wise(bulk(fields), bulk(blobs), bulk(pxat.cast(pa.string())), b"")
+                lead = str(plan.schema.head_size).encode()
+                writer.send_commands(evalsha_commands(sha, keys, args, lead, CONDITIONAL_CHUNK))
             stats.rows += batch.num_rows
             if options.progress is not None:
                 options.progress(view.name, stats.rows)
+        if expiries is not None and stats.rows:
+            touched = np.flatnonzero(expiries != _UNSET)
+            writer.send_counted(pexpireat_commands(base, touched, expiries[touched]), len(touched))
         for created_n, written_n in writer.flush():
             stats.created += int(created_n)
             stats.written += int(written_n)

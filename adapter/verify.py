@@ -26,6 +26,7 @@ Semantics:
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timezone
@@ -40,7 +41,8 @@ from dbt_features.registry import Feature, FeatureView, Registry
 
 from dbt_features.warehouse import Warehouse
 
-from .layout import parse_entity_suffix
+from .codec import FORMAT_VERSION, Schema, schema_version
+from .layout import parse_field
 from .micros import iso_micros, moment_micros, to_micros
 from .online import Status
 
@@ -172,7 +174,7 @@ def verify_views(views: list[FeatureView], registry: Registry, online: "OnlineSt
         say("sampling keys")
         with warehouse() as wh:
             offline_keys = wh.arrow(sample_sql(view, wh.dialect, sample, seed))
-        keys = _union(view, offline_keys, sample_online_keys(online, view, sample))
+        keys = _union(view, offline_keys, sample_online_keys(online, view, sample, seed))
         say(f"{keys.num_rows:,} keys: computing offline values")
         offline = _offline(registry, warehouse, view, keys, now)
         say("reading online values")
@@ -182,21 +184,29 @@ def verify_views(views: list[FeatureView], registry: Registry, online: "OnlineSt
     return VerifyReport(now.isoformat(), sample, seed, tuple(checks))
 
 
-def sample_online_keys(online: "OnlineStore", view: FeatureView, sample: int) -> list[tuple[Any, ...]]:
-    """Up to ``sample`` entity keys of the generation the online store serves (SCAN order)."""
-    gen = online.client.get(online.keys.current(view.name))
-    if gen is None:
-        return []
-    number = gen.decode().split(".")[0]
-    base = online.keys.generation(view.name, number)
-    dtypes = [k.dtype for k in view.entity.join_keys]
+def sample_online_keys(online: "OnlineStore", view: FeatureView, sample: int,
+                       seed: int = 0) -> list[tuple[Any, ...]]:
+    """Up to ``sample`` entity keys of the generation the online store serves: its buckets
+    visited in an order drawn from ``seed``, each read whole with HSCAN (the same keys for the
+    same seed and data)."""
+    gen_id, schema_text = online.client.hmget(online.keys.meta(view.name), "gen_id", "schema")
+    if gen_id is None or schema_version(schema_text) != FORMAT_VERSION:
+        return []  # never synced, or in an older layout (reading it fails and says so)
+    schema = Schema.parse(schema_text)
+    number = gen_id.decode().split(".")[0]
+    rng, buckets = random.Random(seed), schema.buckets
+    # A seeded walk over every bucket: start anywhere, step by a number coprime with the count.
+    start, step = rng.randrange(buckets), rng.randrange(1, buckets) if buckets > 1 else 1
+    step = step if math.gcd(step, buckets) == 1 else 1
     found: list[tuple[Any, ...]] = []
-    pattern = online.keys.generation_pattern(view.name, number)
-    for key in online.client.scan_iter(match=pattern, count=10_000):
-        found.append(parse_entity_suffix(key.decode()[len(base):], dtypes))
+    for i in range(buckets):
+        bucket = (start + i * step) % buckets
+        key = online.keys.bucket(view.name, number, bucket)
+        fields = sorted(f for f, _ in online.client.hscan_iter(key, count=1000))
+        found += [parse_field(f, bucket, schema.key_dtypes, schema.buckets) for f in fields]
         if len(found) >= sample:
             break
-    return found
+    return found if len(found) <= sample else rng.sample(found, sample)
 
 
 def _union(view: FeatureView, offline: pa.Table, online: list[tuple[Any, ...]]) -> pa.Table:

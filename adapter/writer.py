@@ -1,13 +1,14 @@
 """Bulk writes to Redis: whole batches framed as RESP by Arrow kernels and pipelined.
 
-Building one Python command tuple per key costs more than Redis spends executing it; instead
-the ``SET key blob PXAT ms`` commands of a batch are framed column-wise in Arrow (C++) into one
-buffer and sent with one ``sendall``, while the previous batch's replies are read back. Memory
-stays bounded by two batches.
+Building one Python command tuple per entity costs more than Redis spends executing it;
+instead the ``HSET bucket field blob ...`` commands of a batch (one per bucket it touches) are
+framed column-wise in Arrow (C++) into one buffer and sent with one ``sendall``, while the
+previous batch's replies are read back. Memory stays bounded by two batches.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,9 +19,6 @@ import redis
 from dbt_features.errors import OnlineStoreError
 
 from .config import OnlineConfig
-
-_OK = b"+OK\r\n"
-
 
 def bulk(values: pa.Array) -> pa.Array:
     """Each value as a RESP bulk string: ``$<len>\\r\\n<value>\\r\\n``."""
@@ -38,31 +36,69 @@ def joined(values: pa.Array) -> memoryview:
     return memoryview(values.buffers()[2])[offsets[0] : offsets[-1]]
 
 
-def set_commands(keys: pa.Array, blobs: pa.Array, pxat: pa.Array | None) -> memoryview:
-    """``SET key blob [PXAT ms]`` for every row, as one RESP buffer."""
-    if pxat is None:
-        return joined(pc.binary_join_element_wise(b"*3\r\n$3\r\nSET\r\n", bulk(keys), bulk(blobs), b""))
-    return joined(
-        pc.binary_join_element_wise(
-            b"*5\r\n$3\r\nSET\r\n", bulk(keys), bulk(blobs), b"$4\r\nPXAT\r\n", bulk(pxat), b""
-        )
-    )
+@dataclass(frozen=True)
+class Grouped:
+    """A batch's rows grouped by bucket (one stable sort)."""
+
+    order: np.ndarray
+    """Row positions, bucket by bucket."""
+    starts: np.ndarray
+    """Where each bucket's rows start in ``order``."""
+    buckets: np.ndarray
+    """Each group's bucket."""
+
+    @classmethod
+    def of(cls, buckets: np.ndarray) -> "Grouped":
+        order = np.argsort(buckets, kind="stable")
+        ordered = buckets[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        return cls(order, starts, ordered[starts])
+
+    def maxima(self, values: np.ndarray) -> np.ndarray:
+        """The greatest of ``values`` (one per row) in each group."""
+        return np.maximum.reduceat(values[self.order], self.starts)
 
 
-def evalsha_commands(sha: str, keys: pa.Array, blobs: pa.Array, pxat: pa.Array, chunk: int) -> list[bytes]:
-    """``EVALSHA sha n k1..kn blob1 pxat1 ...`` per ``chunk`` rows (the conditional write)."""
+def hset_commands(base: bytes, groups: Grouped, fields: pa.Array, blobs: pa.Array) -> tuple[memoryview, int]:
+    """One ``HSET base<bucket> field blob [field blob ...]`` per bucket of the rows, as one RESP
+    buffer, and the number of commands. Each group's header goes in front of its first row, so
+    the whole buffer is one Arrow join."""
+    n = len(groups.order)
+    counts = np.diff(np.append(groups.starts, n))
+    keys = pc.binary_join_element_wise(base, pa.array(groups.buckets).cast(pa.string()).cast(pa.binary()), b"")
+    headers = pc.binary_join_element_wise(
+        b"*", pa.array(2 + 2 * counts).cast(pa.string()).cast(pa.binary()), b"\r\n$4\r\nHSET\r\n",
+        bulk(keys), b"")
+    slot = np.full(n, -1, dtype=np.int64)
+    slot[groups.starts] = np.arange(len(groups.starts))
+    row_heads = pc.fill_null(headers.take(pa.array(slot, mask=slot < 0)), b"")
+    rows = pa.array(groups.order)
+    return joined(pc.binary_join_element_wise(
+        row_heads, bulk(fields).take(rows), bulk(blobs).take(rows), b"")), len(groups.starts)
+
+
+def pexpireat_commands(base: bytes, buckets: np.ndarray, at_ms: np.ndarray) -> memoryview:
+    """``PEXPIREAT base<bucket> ms`` per bucket, as one RESP buffer."""
+    keys = pc.binary_join_element_wise(base, pa.array(buckets).cast(pa.string()).cast(pa.binary()), b"")
+    return joined(pc.binary_join_element_wise(
+        b"*3\r\n$9\r\nPEXPIREAT\r\n", bulk(keys), bulk(pa.array(at_ms).cast(pa.string())), b""))
+
+
+def evalsha_commands(sha: str, keys: pa.Array, args: pa.Array, lead: bytes, chunk: int) -> list[bytes]:
+    """``EVALSHA sha n k1..kn lead args1 ...`` per ``chunk`` rows (the conditional write):
+    ``args`` holds each row's arguments already framed as RESP bulk strings (``per_row`` of
+    them), ``lead`` one leading argument."""
     key_parts = bulk(keys)
-    arg_parts = pc.binary_join_element_wise(bulk(blobs), bulk(pxat), b"")
+    per_row = 3
     out = []
     for start in range(0, len(keys), chunk):
         n = min(chunk, len(keys) - start)
         count = str(n).encode()
         head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (
-            3 + 3 * n, sha.encode(), len(count), count,
+            4 + (1 + per_row) * n, sha.encode(), len(count), count,
         )
-        out.append(
-            head + bytes(joined(key_parts.slice(start, n))) + bytes(joined(arg_parts.slice(start, n)))
-        )
+        out.append(head + bytes(joined(key_parts.slice(start, n))) + b"$%d\r\n%s\r\n" % (len(lead), lead)
+                   + bytes(joined(args.slice(start, n))))
     return out
 
 
@@ -77,14 +113,17 @@ class PipelinedWriter:
         self.conn: Any = self.pool.get_connection()
         self._expect: list[tuple[str, int]] = []
         self.replies: list[Any] = []
+        self._early = b""
+        """Bytes read past the replies of the buffer being drained (the next one's)."""
         self._kept = False
         """Once replies went through redis-py's parser, it may hold buffered bytes: no raw reads."""
 
-    def send_sets(self, buffer: memoryview, count: int) -> None:
-        """A buffer of ``count`` SET commands (each replies +OK)."""
+    def send_counted(self, buffer: memoryview, count: int) -> None:
+        """A buffer of ``count`` commands that each reply with one line (an integer or +OK),
+        checked but not kept."""
         self._send([buffer])
         self._drain_all_but_last()
-        self._expect.append(("ok", count))
+        self._expect.append(("line", count))
 
     def send_commands(self, buffers: list[bytes]) -> None:
         """Buffers of one command each, whose replies are kept in ``replies``."""
@@ -103,27 +142,36 @@ class PipelinedWriter:
             self.conn.disconnect()  # unread replies: the connection cannot be reused
         self.pool.release(self.conn)
 
-    def _drain_ok(self, sock: Any, count: int) -> None:
-        """Read ``count`` ``+OK`` replies straight from the socket and compare them in bulk
-        (parsing a million replies one by one costs more than Redis spends on the SETs).
-        Any other reply (an error) is longer, so reading 5 bytes per reply never blocks."""
-        size = len(_OK) * count
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        got = 0
-        try:
-            while got < size:
-                n = sock.recv_into(view[got:], size - got)
-                if n == 0:
-                    raise OSError("connection closed by the server")
-                got += n
-        except OSError as exc:
-            raise self._failed("reading replies from", exc) from exc
-        if buffer != _OK * count:
-            self._expect.clear()
-            start = next(i for i in range(0, size, len(_OK)) if buffer[i : i + len(_OK)] != _OK)
-            detail = bytes(buffer[start : start + 200]).split(b"\r\n")[0].decode(errors="replace")
-            raise _refused(self.where, detail.lstrip("-"))
+    def _drain_lines(self, sock: Any, count: int) -> None:
+        """Read ``count`` one-line replies straight from the socket, counting newlines in bulk
+        (parsing hundreds of thousands of replies one by one costs more than Redis spends
+        executing them). Integer and +OK replies hold no ``-``; an error reply starts with it."""
+        seen, parts, data = 0, [], self._early
+        self._early = b""
+        while True:
+            if data:
+                lines = data.count(b"\n")
+                if seen + lines >= count:
+                    end = -1
+                    for _ in range(count - seen):
+                        end = data.index(b"\n", end + 1)
+                    parts.append(data[: end + 1])
+                    self._early = data[end + 1 :]
+                    break
+                seen += lines
+                parts.append(data)
+            try:
+                data = sock.recv(1 << 16)
+            except OSError as exc:
+                raise self._failed("reading replies from", exc) from exc
+            if not data:
+                raise self._failed("reading replies from", OSError("connection closed by the server"))
+        for part in parts:
+            if b"-" in part:
+                self._expect.clear()
+                text = b"".join(parts)
+                line = text[text.index(b"-"):].split(b"\r\n")[0].decode(errors="replace")
+                raise _refused(self.where, line.lstrip("-")[:200])
 
     def _failed(self, doing: str, exc: BaseException) -> OnlineStoreError:
         self._expect.clear()
@@ -142,17 +190,16 @@ class PipelinedWriter:
     def _drain_one(self) -> None:
         kind, count = self._expect.pop(0)
         sock = getattr(self.conn, "_sock", None)
-        if kind == "ok" and sock is not None and not self._kept:
-            self._drain_ok(sock, count)
+        if kind == "line" and sock is not None and not self._kept:
+            self._drain_lines(sock, count)
             return
+        assert not self._early, "raw reads and redis-py's parser mixed on one connection"
         self._kept = self._kept or kind == "keep"
         try:
             for _ in range(count):
                 reply = self.conn.read_response(disable_decoding=True)
                 if kind == "keep":
                     self.replies.append(reply)
-                elif reply != b"OK":
-                    raise OnlineStoreError(f"Redis at {self.where} answered {reply!r} to SET.")
         except redis.ResponseError as exc:
             self._expect.clear()
             raise _refused(self.where, self.scrub(str(exc))) from exc
@@ -160,7 +207,11 @@ class PipelinedWriter:
             raise self._failed("reading replies from", exc) from exc
 
 
-def _refused(where: str, detail: str) -> OnlineStoreError:
-    hint = (" Redis is full (maxmemory): the sync stopped and did not advance its watermark; "
+def full_hint(detail: str) -> str:
+    """What to do when Redis refused a write for lack of memory (else nothing)."""
+    return (" Redis is full (maxmemory): the sync stopped and did not advance its watermark; "
             "free memory or raise maxmemory, then sync again.") if detail.startswith("OOM") else ""
-    return OnlineStoreError(f"Redis at {where} refused a write: {detail}{hint}")
+
+
+def _refused(where: str, detail: str) -> OnlineStoreError:
+    return OnlineStoreError(f"Redis at {where} refused a write: {detail}{full_hint(detail)}")

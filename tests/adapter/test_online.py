@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from dbt_features.errors import DefinitionError, OnlineStoreError, UsageError
-from dbt_features.serving.layout import Keys
+from stored import stored
 from dbt_features.serving.servable import check_servable
 from dbt_features.store import FeatureStore
 from helpers import DBT_FEATURES, REDIS_URL, make_project
@@ -56,13 +56,11 @@ def test_values_outside_ttl_are_expired_not_served(synced: FeatureStore, redis_p
     """Redis expires keys at event time + ttl; reads check it too (a value Redis still holds,
     e.g. written with another clock, is not served)."""
     client = redis.Redis.from_url(REDIS_URL)
-    keys = Keys(redis_prefix)
-    gen = client.hget(keys.meta("merchant_risk"), "gen").decode()
-    key = f"{keys.generation('merchant_risk', gen)}3"
-    blob = bytearray(client.get(key))
+    place = stored(client, redis_prefix, "merchant_risk", 3)
+    blob = bytearray(place.get(client))
     old = int.from_bytes(blob[:8], "big", signed=True) - 3 * 86400 * 1_000_000
     blob[:8] = old.to_bytes(8, "big", signed=True)
-    client.set(key, bytes(blob))  # no expiry
+    place.put(client, bytes(blob))  # its bucket's expiry is its neighbours' latest
     response = synced.get_online_features(["merchant_risk:merchant_category"], [{"merchant_id": 3}])
     assert response.statuses[0][0].value == "expired" and response.values[0][0] is None
     assert response.statuses[0][0].feast == "OUTSIDE_MAX_AGE"

@@ -4,6 +4,8 @@ feature server while the view's columns change."""
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import shutil
@@ -62,9 +64,16 @@ def test_sync_refuses_a_redis_that_can_evict_its_keys(duck_project: Path, privat
     with pytest.raises(OnlineStoreError, match="maxmemory-policy volatile-lru"):
         store.sync()
     client.config_set("maxmemory-policy", "noeviction")
-    with pytest.raises(OnlineStoreError, match="refused a write: OOM .* Redis is full"):
+    # Full to the last few kilobytes: the sync takes its lock, then its values do not fit.
+    small = 0
+    with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+        while True:
+            client.set(f"filler:small:{small}", "x" * 1000)
+            small += 1
+    client.delete(*(f"filler:small:{i}" for i in range(small - 3, small)))
+    with pytest.raises(OnlineStoreError, match="OOM .* Redis is full"):
         store.sync(full_refresh=True)
-    client.delete(*(f"filler:{i}" for i in range(4_000)))
+    client.delete(*(f"filler:{i}" for i in range(4_000)), *(f"filler:small:{i}" for i in range(small)))
     store.sync(full_refresh=True)  # evicted values come back only with a full refresh
     assert FeatureStore(project_dir=str(duck_project)).verify().exit_code == 0
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from datetime import timezone
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from dbt_features.serving.lock import SyncLock
 from dbt_features.serving.scripts import WRITE_IF_NEWER
 from dbt_features.store import FeatureStore
 from helpers import DBT_FEATURES, REDIS_URL
+from stored import fields as stored_fields, stored
 
 
 def _latest_in_duckdb(project: Path, view: str, key: str, ts: str, ttl_days: int) -> dict:
@@ -63,16 +65,18 @@ def test_full_sync_serves_the_latest_row_per_entity_within_ttl(duck_project: Pat
     assert status["merchant_risk"].watermark is not None
 
 
-def test_keys_expire_at_event_time_plus_ttl(duck_project: Path, redis_prefix: str) -> None:
+def test_buckets_expire_at_their_latest_event_time_plus_ttl(duck_project: Path,
+                                                            redis_prefix: str) -> None:
     store = FeatureStore(project_dir=str(duck_project))
     store.sync("merchant_risk")
-    response = store.get_online_features(["merchant_risk:merchant_category"], [{"merchant_id": 1}])
-    event = response.event_timestamps[0][0]
     client = redis.Redis.from_url(REDIS_URL)
     gen = client.hget(Keys(redis_prefix).meta("merchant_risk"), "gen").decode()
     assert client.get(Keys(redis_prefix).current("merchant_risk")).decode().startswith(gen + ".")
-    expire_ms = client.pexpiretime(f"{redis_prefix}:merchant_risk:{gen}:1")
-    assert expire_ms == int(event.timestamp() * 1000) + 2 * 86400 * 1000
+    place = stored(client, redis_prefix, "merchant_risk", 1)
+    events = [place.codec.decode(blob)[0] for blob in client.hvals(place.key)]
+    response = store.get_online_features(["merchant_risk:merchant_category"], [{"merchant_id": 1}])
+    assert response.event_us[0][0] in events
+    assert client.pexpiretime(place.key) == max(events) // 1000 + 2 * 86400 * 1000
 
 
 def test_incremental_sync_places_new_rows_and_falls_back_to_a_full_refresh_when_it_cannot(
@@ -124,12 +128,21 @@ def test_conditional_write_keeps_the_newer_row(redis_prefix: str) -> None:
 
     key = f"{redis_prefix}:v:1:7"
     script = client.register_script(WRITE_IF_NEWER)
-    assert script(keys=[key], args=[blob(100, 5, 1), 0]) == [1, 1]
-    assert script(keys=[key], args=[blob(99, 9, 2), 0]) == [0, 0]    # older event: skipped
-    assert script(keys=[key], args=[blob(100, 4, 3), 0]) == [0, 0]   # same event, older created
-    assert script(keys=[key], args=[blob(100, 5, 4), 0]) == [0, 1]   # same times: a correction
-    assert script(keys=[key], args=[blob(101, 0, 5), 0]) == [0, 1]   # newer event
-    assert codec.decode(client.get(key))[2] == [5]
+
+    def write(event: int, created: int, x: int, expiry: int = 0) -> list[int]:
+        return script(keys=[key], args=[16, b"3", blob(event, created, x), expiry])
+
+    assert write(100, 5, 1) == [1, 1]
+    assert write(99, 9, 2) == [0, 0]    # older event: skipped
+    assert write(100, 4, 3) == [0, 0]   # same event, older created
+    assert write(100, 5, 4) == [0, 1]   # same times: a correction
+    assert write(101, 0, 5) == [0, 1]   # newer event
+    assert codec.decode(client.hget(key, b"3"))[2] == [5]
+    # The bucket's expiry only rises: set by the first write with one, kept by an earlier one.
+    later = int(time.time() * 1000) + 3_600_000
+    assert write(102, 0, 6, later) == [0, 1] and client.pexpiretime(key) == later
+    assert write(103, 0, 7, later - 60_000) == [0, 1] and client.pexpiretime(key) == later
+    assert write(104, 0, 8, later + 60_000) == [0, 1] and client.pexpiretime(key) == later + 60_000
 
 
 def test_changed_definition_and_full_refresh_rebuild_atomically(duck_project: Path,
@@ -146,8 +159,10 @@ def test_changed_definition_and_full_refresh_rebuild_atomically(duck_project: Pa
     # Only the live generation's keys remain.
     pattern = Keys(redis_prefix).generation_pattern("customer_spend", first.generation)
     assert not list(client.scan_iter(match=pattern, count=10_000))
+    assert stored_fields(client, redis_prefix, "customer_spend") == third.keys
+    live = Keys(redis_prefix).generation_pattern("customer_spend", third.generation)
     assert len(list(client.scan_iter(match=f"{redis_prefix}:customer_spend:*", count=10_000))) == (
-        third.keys + 2  # + the meta hash and the current-generation key
+        len(list(client.scan_iter(match=live, count=10_000))) + 2  # + meta, current generation
     )
 
 

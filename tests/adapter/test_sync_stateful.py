@@ -57,6 +57,7 @@ from dbt_features.training import get_training_set
 from dbt_features.warehouse import Relation, Warehouse
 from helpers import PG_DSN, own_pg_schema
 from redis_process import RedisProcess
+from stored import stored
 from training_support import duckdb_warehouse, make_registry, make_view, postgres_warehouse
 
 SETTINGS = settings(
@@ -397,17 +398,20 @@ class SyncMachine(RuleBasedStateMachine):
         online = self.open_online(self.registry(self.view()))
         client, prefix = online.client, self.config.key_prefix
         try:
-            key = entity_key(client, prefix, victim)
-            saved, expires = client.dump(key), client.pexpiretime(key)
+            place = stored(client, prefix, VIEW, victim)
+            saved, expires = place.get(client), client.pexpiretime(place.key)
+            assert saved is not None, f"no value stored for id={victim}"
             if overwrite and donors:
                 donor = data.draw(st.sampled_from(donors), label="donor")
-                client.set(key, client.get(entity_key(client, prefix, donor)), keepttl=True)
+                place.put(client, stored(client, prefix, VIEW, donor).get(client))
             else:
-                client.delete(key)
+                place.delete(client)
             with self.up.session() as wh:
                 report = self.verify(wh, online, self.now())
                 assert report.exit_code == 1, f"verify missed a corrupted key:\n{report.format()}"
-                client.restore(key, max(expires, 0), saved, replace=True, absttl=expires > 0)
+                place.put(client, saved)
+                if expires > 0:  # deleting the last field deleted the bucket and its expiry
+                    client.pexpireat(place.key, expires)
                 report = self.verify(wh, online, self.now())
                 assert report.exit_code == 0, f"verify after restoring the key:\n{report.format()}"
         finally:
@@ -571,14 +575,6 @@ def read(online: OnlineStore, view: FeatureView,
         values = tuple(v for _, v in by_feature.values())
         out[i] = ((response.event_us[0][k], values) if present else None, by_feature)
     return out
-
-
-def entity_key(client: Any, prefix: str, entity: int) -> bytes:
-    """The one value key of ``entity`` in the online store (whatever its generation)."""
-    found = [k for k in client.scan_iter(match=f"{prefix}:{VIEW}:*", count=1000)
-             if k.rsplit(b":", 1)[-1] == str(entity).encode() and client.type(k) == b"string"]
-    assert len(found) == 1, f"expected one key for id={entity}, found {found}"
-    return found[0]
 
 
 # -- the tests ---------------------------------------------------------------------------------

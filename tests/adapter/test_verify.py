@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from dbt_features.serving.codec import Codec, Schema
-from dbt_features.serving.layout import Keys
-from dbt_features.serving.verify import sample_sql
+from dbt_features.serving.codec import Schema
+from dbt_features.serving.layout import Keys, parse_field
+from dbt_features.serving.verify import sample_online_keys, sample_sql
 from dbt_features.store import FeatureStore
 from helpers import DBT_FEATURES, REDIS_URL, run_dbt
+from stored import stored
 
 
 def test_a_clean_sync_verifies_on_duckdb(duck_project: Path) -> None:
@@ -51,30 +52,38 @@ def test_a_clean_sync_verifies_on_postgres(pg_project: Path) -> None:
     assert sum(c.served for c in report.views) > 100
 
 
-def _blob_tools(prefix: str, view: str) -> tuple[redis.Redis, str, Codec]:
-    client = redis.Redis.from_url(REDIS_URL)
+def _served_ids(client: redis.Redis, prefix: str, view: str) -> list[int]:
+    """Every entity id the served generation holds, read from its bucket hashes."""
     keys = Keys(prefix)
-    meta = client.hmget(keys.meta(view), "gen", "schema")
-    return client, keys.generation(view, meta[0].decode()), Codec(Schema.parse(meta[1]))
+    gen, text = client.hmget(keys.meta(view), "gen", "schema")
+    schema = Schema.parse(text)
+    ids = []
+    for key in client.scan_iter(match=keys.generation_pattern(view, gen.decode()), count=1000):
+        bucket = int(key.rsplit(b":", 1)[1])
+        ids += [parse_field(f, bucket, schema.key_dtypes, schema.buckets)[0] for f in client.hkeys(key)]
+    return sorted(ids)
 
 
 def test_hand_edited_missing_and_expired_keys_are_caught(duck_project: Path, redis_prefix: str) -> None:
     store = FeatureStore(project_dir=str(duck_project))
     store.sync()
-    client, base, codec = _blob_tools(redis_prefix, "customer_spend")
-    present = sorted(int(k.decode().rsplit(":", 1)[1]) for k in
-                     client.scan_iter(match=base + "*", count=1000))
-    edited, missing, expired = present[:3]
+    client = redis.Redis.from_url(REDIS_URL)
+    edited, missing, expired = (stored(client, redis_prefix, "customer_spend", i)
+                                for i in _served_ids(client, redis_prefix, "customer_spend")[:3])
+    codec = edited.codec
 
-    blob = client.get(f"{base}{edited}")
+    blob = edited.get(client)
     head = list(codec.struct.unpack_from(blob))
-    head[2 + len(codec.names) + codec.names.index("avg_amount_7d")] += 1e-9  # one ulp-ish
-    client.set(f"{base}{edited}", codec.struct.pack(*head) + blob[codec.struct.size:])
-    client.delete(f"{base}{missing}")
-    blob = bytearray(client.get(f"{base}{expired}"))
+    head[len(head) - len(codec.fixed) + codec.names.index("avg_amount_7d")] += 1e-9  # one ulp-ish
+    edited.put(client, codec.struct.pack(*head) + blob[codec.struct.size:])
+    missing.delete(client)
+    blob = bytearray(expired.get(client))
     old = int.from_bytes(blob[:8], "big", signed=True) - 31 * 86400 * 1_000_000
     blob[:8] = old.to_bytes(8, "big", signed=True)
-    client.set(f"{base}{expired}", bytes(blob))
+    expired.put(client, bytes(blob))
+    edited, missing, expired = (parse_field(p.field, int(p.key.rsplit(":", 1)[1]),
+                                            codec.schema.key_dtypes, codec.schema.buckets)[0]
+                                for p in (edited, missing, expired))
 
     report = store.verify(select="customer_spend")
     assert report.exit_code == 1
@@ -156,6 +165,19 @@ def test_sampling_is_deterministic_sqlglot_sql(duck_project: Path) -> None:
         b = wh.arrow(sample_sql(view, "duckdb", 10, seed=1)).column("customer_id").to_pylist()
         c = wh.arrow(sample_sql(view, "duckdb", 10, seed=2)).column("customer_id").to_pylist()
     assert a == b and len(a) == 10 and a != c
+
+
+def test_the_online_key_sample_follows_the_seed(duck_project: Path, redis_prefix: str) -> None:
+    store = FeatureStore(project_dir=str(duck_project))
+    store.sync("customer_spend")
+    view = store.registry.view("customer_spend")
+    served = set(_served_ids(redis.Redis.from_url(REDIS_URL), redis_prefix, "customer_spend"))
+    samples = {seed: sample_online_keys(store.online, view, 10, seed) for seed in range(4)}
+    assert all(s == sample_online_keys(store.online, view, 10, seed) for seed, s in samples.items())
+    assert all(len(s) == 10 and {k for (k,) in s} <= served for s in samples.values())
+    assert len({tuple(s) for s in samples.values()}) > 1
+    everything = sample_online_keys(store.online, view, len(served) + 5, 0)
+    assert sorted(k for (k,) in everything) == sorted(served)
 
 
 def test_bad_options_are_clear_errors(duck_project: Path) -> None:

@@ -16,12 +16,23 @@ FROM (
       PARTITION BY "customer_id"
       ORDER BY "feature_at" DESC, "computed_at" DESC, "avg_amount_30d" DESC, "segment" DESC
     ) AS "_dbt_features_rank"
-  FROM "db"."analytics"."customer_spend"
+  FROM (
+    SELECT
+      "customer_id",
+      "feature_at",
+      "computed_at",
+      "avg_amount_30d",
+      "segment",
+      MAX("feature_at") OVER (PARTITION BY "customer_id") AS "_dbt_features_latest_at"
+    FROM "db"."analytics"."customer_spend"
+    WHERE
+      NOT "customer_id" IS NULL
+      AND NOT "feature_at" IS NULL
+      AND "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+      AND "feature_at" >= CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
+  ) AS "_dbt_features_at_latest"
   WHERE
-    NOT "customer_id" IS NULL
-    AND NOT "feature_at" IS NULL
-    AND "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
-    AND "feature_at" >= CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
+    "feature_at" = "_dbt_features_latest_at"
 ) AS "_dbt_features_latest"
 WHERE
   "_dbt_features_rank" = 1;
@@ -44,16 +55,27 @@ FROM (
       PARTITION BY "customer_id"
       ORDER BY "feature_at" DESC, "computed_at" DESC, "avg_amount_30d" DESC, "segment" DESC
     ) AS "_dbt_features_rank"
-  FROM "db"."analytics"."customer_spend"
+  FROM (
+    SELECT
+      "customer_id",
+      "feature_at",
+      "computed_at",
+      "avg_amount_30d",
+      "segment",
+      MAX("feature_at") OVER (PARTITION BY "customer_id") AS "_dbt_features_latest_at"
+    FROM "db"."analytics"."customer_spend"
+    WHERE
+      NOT "customer_id" IS NULL
+      AND NOT "feature_at" IS NULL
+      AND "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+      AND "feature_at" >= CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
+      AND (
+        "computed_at" > CAST('2026-05-01 05:30:00.000000+00:00' AS TIMESTAMPTZ)
+        OR "feature_at" > CAST('2026-05-01 06:00:00.000000' AS TIMESTAMP)
+      )
+  ) AS "_dbt_features_at_latest"
   WHERE
-    NOT "customer_id" IS NULL
-    AND NOT "feature_at" IS NULL
-    AND "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
-    AND "feature_at" >= CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
-    AND (
-      "computed_at" > CAST('2026-05-01 05:30:00.000000+00:00' AS TIMESTAMPTZ)
-      OR "feature_at" > CAST('2026-05-01 06:00:00.000000' AS TIMESTAMP)
-    )
+    "feature_at" = "_dbt_features_latest_at"
 ) AS "_dbt_features_latest"
 WHERE
   "_dbt_features_rank" = 1;

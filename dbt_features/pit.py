@@ -7,17 +7,22 @@ timestamp minus the view's ttl). Ties on the event timestamp go to the greatest
 one by one in the view's declared feature order (NULL lowest, strings by code point): two rows
 that still tie are identical in every returned column, so the pick can never be arbitrary.
 
-Two shapes of the same semantics, as measured on DuckDB (see tests/benchmarks):
+Each view is joined to the spine on its own, in a CTE of that view's features per spine row;
+the final select joins those CTEs to the spine and returns its rows in its order. Per view, as
+measured on DuckDB (see tests/benchmarks and docs/design.md):
 
 * DuckDB: an ``ASOF LEFT JOIN`` on the keys and timestamps alone finds the matched timestamp,
-  then an equi-join fetches the rows at that timestamp and ``QUALIFY ROW_NUMBER()`` breaks
-  ties. Cheaper than deduplicating the whole view first, and exact.
+  an equi-join fetches the view's rows at that timestamp, and ``QUALIFY ROW_NUMBER()`` breaks
+  ties, only when some matched timestamp held several rows (more rows fetched than spine rows).
 * Every other dialect: ``LEFT JOIN`` on the keys and the time window, then ``ROW_NUMBER()`` in
   a subquery (portable to PostgreSQL, Snowflake, BigQuery, Spark and Trino alike).
 
-Views are joined one after another (a chain of CTEs, each reading the previous one once), so a
-spine numbered with ``ROW_NUMBER() OVER ()`` is numbered exactly once. Timestamps are compared
-as naive UTC: time-zone-aware columns are converted to UTC, dates become midnight.
+The spine is numbered (``ROW_NUMBER() OVER ()``) in a CTE that every view reads. Where the
+dialect computes a ``MATERIALIZED`` CTE once (DuckDB, PostgreSQL) the views are keyed by that
+number. Elsewhere a CTE may be evaluated once per reader, numbering the rows differently each
+time: there each view is keyed by its join keys and the spine time (all its features depend
+on), and only the final select's numbers count. Timestamps are compared as naive UTC:
+time-zone-aware columns are converted to UTC, dates become midnight.
 """
 
 from __future__ import annotations
@@ -49,11 +54,12 @@ class Quirks:
     string_collation: str | None = None  # collation making string order byte order
     ordered_row_number: bool = False  # ROW_NUMBER() needs an ORDER BY in its window
     numeric_interval: bool = False  # INTERVAL 60 SECOND (BigQuery), not INTERVAL '60' SECOND
+    materialized_cte: bool = False  # WITH x AS MATERIALIZED: computed once, however often read
 
 
 QUIRKS: dict[str, Quirks] = {
-    "duckdb": Quirks(asof=True),
-    "postgres": Quirks(string_collation="C"),
+    "duckdb": Quirks(asof=True, materialized_cte=True),
+    "postgres": Quirks(string_collation="C", materialized_cte=True),
     "snowflake": Quirks(ordered_row_number=True),
     "bigquery": Quirks(numeric_interval=True),
     "spark": Quirks(ordered_row_number=True),
@@ -149,25 +155,43 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     quirks = quirks_for(dialect)
     keys = [k.name for j in joins for k in j.view.entity.join_keys]
     carried = list(dict.fromkeys([*spine.columns, *keys]))
-    ctes: list[tuple[str, exp.Select]] = [("spine", _spine_select(spine, carried, quirks))]
+    numbered_here = spine.row_id is None
+    # Keyed by row number only where every reader of the spine CTE sees the same numbers (see
+    # the module docstring); otherwise by what a view's features depend on: keys and time.
+    by_row = not numbered_here or quirks.materialized_cte
+    spine_cte = exp.CTE(this=_spine_select(spine, carried, quirks), alias=_alias("spine"),
+                        materialized=True if numbered_here and quirks.materialized_cte else None)
+    ctes = [spine_cte]
+    bys = []
     for index, join in enumerate(joins, start=1):
-        previous = ctes[-1][0]
+        by = [ROW] if by_row else [*(k.name for k in join.view.entity.join_keys), TS]
         if quirks.asof:
-            ctes.append((f"match_{index}", _asof_match(previous, carried, join, dialect)))
-            step = _asof_fetch(ctes[-1][0], carried, join, dialect, quirks, tie_break)
+            ctes += _asof_ctes(index, by, join, dialect, quirks, tie_break)
         else:
-            step = _window_step(previous, carried, join, dialect, quirks)
-        ctes.append((f"view_{index}", step))
-        carried += [out for _, out in join.outputs]
-    last = ctes[-1][0]
-    outputs = [*spine.columns, *(out for j in joins for _, out in j.outputs)]
-    query = exp.select(*(_col(c, last) for c in ([] if ordered else [ROW]) + outputs))
-    query = query.from_(_table(last))
-    if ordered:
-        query = query.order_by(_col(ROW, last))
-    for name, select in ctes:
-        query = query.with_(_ident(PREFIX + name), as_=select)
+            ctes.append(exp.CTE(this=_window_step(by, join, dialect, quirks),
+                                alias=_alias(f"view_{index}")))
+        bys.append(by)
+    query = _collect(spine, joins, bys, ordered)
+    query.set("with_", exp.With(expressions=ctes))
     return query
+
+
+def _collect(spine: Spine, joins: Sequence[ViewJoin], bys: list[list[str]],
+             ordered: bool) -> exp.Select:
+    """The spine's columns and every view's features side by side, joined on each view's key.
+
+    With no spine column to return and one view keyed by row number (the Python path), that
+    view's CTE already holds every spine row: it is read alone, saving a join."""
+    outputs = [(out, f"view_{i}") for i, j in enumerate(joins, start=1) for _, out in j.outputs]
+    row_source = "view_1" if not spine.columns and bys == [[ROW]] else "spine"
+    columns = [] if ordered else [(ROW, row_source)]
+    columns += [(c, "spine") for c in spine.columns] + outputs
+    query = exp.select(*(_col(name, table) for name, table in columns)).from_(_table(row_source))
+    if row_source == "spine":
+        for index, by in enumerate(bys, start=1):
+            on = [exp.EQ(this=_col(c, "spine"), expression=_col(c, f"view_{index}")) for c in by]
+            query = query.join(_table(f"view_{index}"), on=exp.and_(*on), join_type="LEFT")
+    return query.order_by(_col(ROW, row_source)) if ordered else query
 
 
 def quirks_for(dialect: str) -> Quirks:
@@ -205,12 +229,13 @@ def _spine_select(spine: Spine, carried: list[str], quirks: Quirks) -> exp.Selec
     ).from_(spine.table.copy())
 
 
-def _asof_match(previous: str, carried: list[str], join: ViewJoin, dialect: str) -> exp.Select:
+def _asof_match(by: list[str], join: ViewJoin, dialect: str) -> exp.Select:
     """DuckDB: the matched event time of each spine row (NULL when none, or older than ttl)."""
     view = join.view
     kind = view_timestamp_kind(view, dialect)
+    keys = [k.name for k in view.entity.join_keys]
     narrow = exp.select(
-        *(exp.column(k.name, quoted=True) for k in view.entity.join_keys),
+        *(exp.column(k, quoted=True) for k in keys),
         exp.alias_(utc(exp.column(view.timestamp.name, quoted=True), kind), TS, quoted=True),
     ).from_(view_table(view))
     on = _keys_equal(view, "p", "f") + [exp.GTE(this=_col(TS, "p"), expression=_col(TS, "f"))]
@@ -221,8 +246,9 @@ def _asof_match(previous: str, carried: list[str], join: ViewJoin, dialect: str)
                         true=_col(TS, "f"))]
         )
     return (
-        exp.select(*(_col(c, "p") for c in (*carried, ROW, TS)), exp.alias_(matched, MATCH, quoted=True))
-        .from_(exp.alias_(_table(previous), "p", quoted=True))
+        exp.select(*(_col(c, "p") for c in dict.fromkeys([*by, *keys])),
+                   exp.alias_(matched, MATCH, quoted=True))
+        .from_(exp.alias_(_table("spine"), "p", quoted=True))
         .join(
             exp.alias_(narrow.subquery(), "f", quoted=True),
             on=exp.and_(*on),
@@ -231,31 +257,73 @@ def _asof_match(previous: str, carried: list[str], join: ViewJoin, dialect: str)
     )
 
 
-def _asof_fetch(match: str, carried: list[str], join: ViewJoin, dialect: str,
-                quirks: Quirks, tie_break: bool = True) -> exp.Select:
-    """DuckDB: the view's rows at the matched time; ties broken as documented."""
+def _asof_ctes(index: int, by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
+               tie_break: bool) -> list[exp.CTE]:
+    """DuckDB: match_N (the matched time of each spine row), fetch_N (the view's rows at that
+    time; materialized, as it is read three times) and view_N (one row per spine row)."""
+    match, fetch, view = (f"{name}_{index}" for name in ("match", "fetch", "view"))
+    ctes = [exp.CTE(this=_asof_match(by, join, dialect), alias=_alias(match))]
+    if not tie_break:
+        return [*ctes, exp.CTE(this=_asof_fetch(match, by, join, dialect), alias=_alias(view))]
+    ties = _tie_columns(join)
+    return [*ctes,
+            exp.CTE(this=_asof_fetch(match, by, join, dialect, ties), alias=_alias(fetch),
+                    materialized=True),
+            exp.CTE(this=_asof_rank(fetch, by, join, quirks, ties), alias=_alias(view))]
+
+
+def _asof_fetch(match: str, by: list[str], join: ViewJoin, dialect: str,
+                ties: dict[str, str] | None = None) -> exp.Select:
+    """DuckDB: the view's rows at the matched time, with the tie-break columns (``ties``: view
+    column -> name here) that are not among the features asked for."""
     view = join.view
     kind = view_timestamp_kind(view, dialect)
     f_ts = utc(_col(view.timestamp.name, "f"), kind)
     on = _keys_equal(view, "m", "f") + [exp.EQ(this=_col(MATCH, "m"), expression=f_ts)]
-    rank = exp.Window(
-        this=exp.RowNumber(),
-        partition_by=[_col(ROW, "m")],
-        order=exp.Order(expressions=_tie_break(view, quirks)),
-    )
-    fetch = (
+    outputs = dict(join.outputs)
+    extra = [(column, name) for column, name in (ties or {}).items() if outputs.get(column) != name]
+    return (
         exp.select(
-            *(_col(c, "m") for c in (*carried, ROW, TS)),
-            *(exp.alias_(_col(feature, "f"), out, quoted=True) for feature, out in join.outputs),
+            *(_col(c, "m") for c in by),
+            *(exp.alias_(_col(column, "f"), name, quoted=True)
+              for column, name in [*join.outputs, *extra]),
         )
         .from_(exp.alias_(_table(match), "m", quoted=True))
         .join(exp.alias_(view_table(view), "f", quoted=True), on=exp.and_(*on), join_type="LEFT")
     )
-    return fetch.qualify(exp.EQ(this=rank, expression=exp.Literal.number(1))) if tie_break else fetch
 
 
-def _window_step(previous: str, carried: list[str], join: ViewJoin, dialect: str,
-                 quirks: Quirks) -> exp.Select:
+def _asof_rank(fetch: str, by: list[str], join: ViewJoin, quirks: Quirks,
+               ties: dict[str, str]) -> exp.Query:
+    """DuckDB: one row per spine row. A matched time holding several rows shows as more fetched
+    rows than spine rows; without such ties the fetched rows are the result and the ranking (a
+    window over every row: a third of the query's cost above the raw joins) is skipped. Keyed
+    by join keys and time, the spine's duplicates share a key, so there it always ranks."""
+    rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(c, None) for c in by],
+                      order=exp.Order(expressions=_tie_break(join.view, quirks, None, ties)))
+    names = [*by, *(out for _, out in join.outputs)]
+    kept = exp.select(*(_col(c, None) for c in names)).from_(_table(fetch))
+    ranked = kept.qualify(exp.EQ(this=rank, expression=exp.Literal.number(1)))
+    if by != [ROW]:
+        return ranked
+    fetched, spine = (exp.select(exp.Count(this=exp.Star())).from_(_table(cte)).subquery()
+                      for cte in (fetch, "spine"))
+    return exp.union(kept.where(exp.LTE(this=fetched, expression=spine)),
+                     ranked.where(exp.GT(this=fetched.copy(), expression=spine.copy())),
+                     distinct=False)
+
+
+def _tie_columns(join: ViewJoin) -> dict[str, str]:
+    """The tie-break's columns (created time, every feature) and their names once fetched: a
+    requested feature's output name, otherwise an internal name."""
+    view = join.view
+    columns = [c.name for c in (view.created_timestamp,) if c is not None]
+    columns += [f.name for f in view.features]
+    outputs = dict(join.outputs)
+    return {c: outputs.get(c, f"{PREFIX}tie_{i}") for i, c in enumerate(columns)}
+
+
+def _window_step(by: list[str], join: ViewJoin, dialect: str, quirks: Quirks) -> exp.Select:
     """Portable: join every row in the time window, keep the first by the documented order."""
     view = join.view
     kind = view_timestamp_kind(view, dialect)
@@ -263,19 +331,18 @@ def _window_step(previous: str, carried: list[str], join: ViewJoin, dialect: str
     on = _keys_equal(view, "p", "f") + [exp.LTE(this=f_ts, expression=_col(TS, "p"))]
     if view.ttl_seconds:
         on.append(_within_ttl(f_ts.copy(), view, quirks))
-    rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(ROW, "p")],
+    rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(c, "p") for c in by],
                       order=exp.Order(expressions=recency_order(view, dialect, "f")))
-    inner_cols = [*carried, ROW, TS]
     inner = (
         exp.select(
-            *(_col(c, "p") for c in inner_cols),
+            *(_col(c, "p") for c in by),
             *(exp.alias_(_col(feature, "f"), out, quoted=True) for feature, out in join.outputs),
             exp.alias_(rank, RN, quoted=True),
         )
-        .from_(exp.alias_(_table(previous), "p", quoted=True))
+        .from_(exp.alias_(_table("spine"), "p", quoted=True))
         .join(exp.alias_(view_table(view), "f", quoted=True), on=exp.and_(*on), join_type="LEFT")
     )
-    names = [*inner_cols, *(out for _, out in join.outputs)]
+    names = [*by, *(out for _, out in join.outputs)]
     return (
         exp.select(*(_col(c, "r") for c in names))
         .from_(exp.alias_(inner.subquery(), "r", quoted=True))
@@ -294,14 +361,18 @@ def recency_order(view: FeatureView, dialect: str, table: str | None = None) -> 
     return [exp.Ordered(this=event, desc=True, nulls_first=False), *_tie_break(view, quirks, table)]
 
 
-def _tie_break(view: FeatureView, quirks: Quirks, table: str | None = "f") -> list[exp.Ordered]:
-    """Greatest created_timestamp, then greatest feature values (declared order); NULL lowest."""
+def _tie_break(view: FeatureView, quirks: Quirks, table: str | None = "f",
+               names: dict[str, str] | None = None) -> list[exp.Ordered]:
+    """Greatest created_timestamp, then greatest feature values (declared order); NULL lowest.
+    ``names``: what the view's columns are called in ``table``, when renamed."""
+    names = names or {}
     order: list[exp.Ordered] = []
     if view.created_timestamp is not None:
-        order.append(exp.Ordered(this=_col(view.created_timestamp.name, table), desc=True,
+        created = view.created_timestamp.name
+        order.append(exp.Ordered(this=_col(names.get(created, created), table), desc=True,
                                  nulls_first=False))
     for feature in view.features:
-        value: exp.Expression = _col(feature.name, table)
+        value: exp.Expression = _col(names.get(feature.name, feature.name), table)
         if feature.dtype == "string" and quirks.string_collation:
             value = exp.Collate(this=value, expression=exp.Identifier(
                 this=quirks.string_collation, quoted=True))
@@ -334,6 +405,11 @@ def view_table(view: FeatureView) -> exp.Table:
 
 def _ident(name: str) -> exp.Identifier:
     return exp.Identifier(this=name, quoted=True)
+
+
+def _alias(name: str) -> exp.TableAlias:
+    """The alias of one of our CTEs, by short name."""
+    return exp.TableAlias(this=_ident(PREFIX + name))
 
 
 def _table(name: str) -> exp.Table:

@@ -47,7 +47,8 @@ sources:
 }
 
 
-def random_tables(seed: int, aware_spine: bool) -> dict[str, pa.Table]:
+def random_tables(seed: int, aware_spine: bool, ties: bool = True) -> dict[str, pa.Table]:
+    """Random views and spine; without ``ties``, no two rows of a view share key and time."""
     rng = random.Random(seed)
 
     def maybe(value: Any, p: float = 0.1) -> Any:
@@ -63,6 +64,9 @@ def random_tables(seed: int, aware_spine: bool) -> dict[str, pa.Table]:
            "b_ts": maybe(hours(rng.randint(0, 20)).replace(tzinfo=timezone.utc), 0.05),
            "fb_str": rng.choice(["a", "B", "b", "é", "", None]),
            "fb_flag": rng.choice([True, False, None])} for _ in range(200)]
+    if not ties:
+        fa = list({(r["a_id"], r["a_ts"]): r for r in fa}.values())
+        fb = list({(r["b_key"], r["b_ts"]): r for r in fb}.values())
     spine = []
     for _ in range(150):
         at = maybe(BASE + timedelta(minutes=30 * rng.randint(0, 44)), 0.05)
@@ -98,15 +102,45 @@ def package_schema() -> Iterator[str]:
         yield schema
 
 
+# Where a CTE may be computed once per reader (BigQuery, Trino, Spark, Redshift), the macro keys
+# each view's CTE by join keys and spine timestamp instead of the spine row number: these
+# overrides (found first through the project's dispatch config) make DuckDB and PostgreSQL take
+# that path, so that it is checked against the reference too.
+KEYED = {
+    "macros/keyed.sql": """
+{% macro duckdb___ctes_computed_once() %}{{ return(false) }}{% endmacro %}
+{% macro postgres___ctes_computed_once() %}{{ return(false) }}{% endmacro %}
+""",
+}
+KEYED_DISPATCH = (
+    "dispatch:\n  - macro_namespace: dbt_features\n    search_order: ['pit_diff', 'dbt_features']\n")
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, package_schema: str) -> Path:
-    root = tmp_path_factory.mktemp("pkg") / "pit_diff"
-    for name, text in MODELS.items():
+    return package_project(tmp_path_factory.mktemp("pkg") / "pit_diff", package_schema)
+
+
+@pytest.fixture(scope="module")
+def keyed_schema() -> Iterator[str]:
+    with own_pg_schema("dbt_features_pkg_keyed") as schema:
+        yield schema
+
+
+@pytest.fixture(scope="module")
+def keyed_project(tmp_path_factory: pytest.TempPathFactory, keyed_schema: str) -> Path:
+    return package_project(tmp_path_factory.mktemp("pkg_keyed") / "pit_diff", keyed_schema,
+                           extra=KEYED, dispatch=KEYED_DISPATCH)
+
+
+def package_project(root: Path, package_schema: str, *, extra: dict[str, str] | None = None,
+                    dispatch: str = "") -> Path:
+    for name, text in {**MODELS, **(extra or {})}.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     (root / "dbt_project.yml").write_text(
         "name: pit_diff\nversion: '1.0'\nconfig-version: 2\nprofile: pit_diff\n"
-        "models:\n  pit_diff:\n    +materialized: table\n")
+        "models:\n  pit_diff:\n    +materialized: table\n" + dispatch)
     (root / "packages.yml").write_text(f"packages:\n  - local: {REPO / 'dbt_package'}\n")
     (root / "profiles.yml").write_text(
         "pit_diff:\n  target: dev\n  outputs:\n"
@@ -142,11 +176,15 @@ def check(project: Path, target: str | None, tables: dict[str, pa.Table], dialec
     assert from_arrow.to_pylist() == expected
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_macro_equals_python_on_duckdb(project: Path, seed: int) -> None:
-    tables = random_tables(seed, aware_spine=seed % 2 == 0)
+@pytest.mark.parametrize(("seed", "ties"), [(1, True), (2, True), (7, False)])
+def test_macro_equals_python_on_duckdb(project: Path, seed: int, ties: bool) -> None:
+    """With and without rows sharing key and time: DuckDB ranks them only when there are."""
+    tables = random_tables(seed, aware_spine=seed % 2 == 0, ties=ties)
     write_duckdb(project / "diff.duckdb", tables)
     check(project, None, tables, "duckdb")
+    # DuckDB computes a materialized CTE once: views are keyed by the spine row number.
+    assert "__dbt_features_spine as materialized (" in compiled(project)
+    assert 'partition by x."__dbt_features_row"' in compiled_view_ctes(project)
 
 
 @pytest.mark.postgres
@@ -155,6 +193,34 @@ def test_macro_equals_python_on_postgres(project: Path, package_schema: str, see
     tables = random_tables(seed, aware_spine=seed % 2 == 0)
     write_postgres(PG_DSN, package_schema, tables)
     check(project, "postgres", tables, "postgres")
+    assert "__dbt_features_spine as materialized (" in compiled(project)
+    assert 'partition by p."__dbt_features_row"' in compiled_view_ctes(project)
+
+
+def test_macro_keyed_by_join_keys_equals_python_on_duckdb(keyed_project: Path) -> None:
+    tables = random_tables(5, aware_spine=True)
+    write_duckdb(keyed_project / "diff.duckdb", tables)
+    check(keyed_project, None, tables, "duckdb")
+    assert "__dbt_features_row" not in compiled_view_ctes(keyed_project)
+
+
+@pytest.mark.postgres
+def test_macro_keyed_by_join_keys_equals_python_on_postgres(keyed_project: Path,
+                                                            keyed_schema: str) -> None:
+    tables = random_tables(6, aware_spine=False)
+    write_postgres(PG_DSN, keyed_schema, tables)
+    check(keyed_project, "postgres", tables, "postgres")
+    assert "__dbt_features_row" not in compiled_view_ctes(keyed_project)
+
+
+def compiled(project: Path) -> str:
+    return (project / "target" / "compiled" / "pit_diff" / "models" / "training.sql").read_text()
+
+
+def compiled_view_ctes(project: Path) -> str:
+    """The compiled per-view CTEs: from the first after the spine's to the final select."""
+    text = compiled(project)
+    return text[text.index("\n, __dbt_features_"):text.rindex("\nselect")]
 
 
 def test_sample_project_uses_the_package(built_sample: Path) -> None:
@@ -184,8 +250,16 @@ def failed_model(project: Path, models: dict[str, str], select: str) -> str:
     return done.stdout
 
 
-def test_macro_error_names_the_missing_key(project: Path) -> None:
-    out = failed_model(project, {"bad": (
+@pytest.fixture(scope="module")
+def built_project(project: Path) -> Path:
+    """The project with its views built on DuckDB, whichever test ran before on this worker."""
+    write_duckdb(project / "diff.duckdb", random_tables(1, aware_spine=False))
+    run_dbt(project, "run", "--select", "fa", "fb", "spine")
+    return project
+
+
+def test_macro_error_names_the_missing_key(built_project: Path) -> None:
+    out = failed_model(built_project, {"bad": (
         "select * from {{ dbt_features.training_set(ref('fa'), ['fb:fb_str'], "
         "spine_timestamp='a_ts') }}\n")}, "bad")
     assert "has no column 'b_key', the join key of feature view 'fb'" in out

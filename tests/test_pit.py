@@ -4,9 +4,11 @@ SQL itself in all six dialects."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -144,6 +146,21 @@ def check(s: dict[str, Any], registry_views: list[ViewData], spine: pa.Table, di
     assert got.to_pylist() == expected  # same rows, same order, spine columns untouched
     in_warehouse = get_training_set(registry, warehouse, spine_relation, s["request"])
     assert unordered(in_warehouse.to_pylist()) == unordered(expected)
+    with ctes_evaluated_per_reader(dialect):
+        keyed = get_training_set(registry, warehouse, spine_relation, s["request"])
+    assert unordered(keyed.to_pylist()) == unordered(expected)
+
+
+@contextmanager
+def ctes_evaluated_per_reader(dialect: str) -> Iterator[None]:
+    """Generate SQL for ``dialect`` as for BigQuery, Trino or Spark, whose CTEs may be evaluated
+    once per reader: each view keyed by its join keys and the spine time, not the row number."""
+    saved = pit.QUIRKS[dialect]
+    pit.QUIRKS[dialect] = replace(saved, materialized_cte=False)
+    try:
+        yield
+    finally:
+        pit.QUIRKS[dialect] = saved
 
 
 # -- property tests ----------------------------------------------------------------------------
@@ -217,6 +234,18 @@ def test_every_dialect_parses_back(dialect: str) -> None:
     asof = [j for j in joins if str(j.args.get("method") or "").upper() == "ASOF"]
     assert bool(asof) == (dialect == "duckdb")
     assert "QUALIFY" not in sql.upper() or dialect == "duckdb"
+
+
+@pytest.mark.parametrize("dialect", pit.DIALECTS)
+def test_views_keyed_by_row_number_only_where_a_cte_is_computed_once(dialect: str) -> None:
+    """The spine is numbered in a CTE that every view reads: keyed by that number only where
+    the CTE is computed once (materialized); elsewhere by join keys and spine time."""
+    once = pit.QUIRKS[dialect].materialized_cte
+    ctes = {cte.alias: cte for cte in _sample_query(dialect).args["with_"].expressions}
+    assert bool(ctes[pit.PREFIX + "spine"].args.get("materialized")) == once
+    views = [cte for name, cte in ctes.items() if name.startswith(pit.PREFIX + "view_")]
+    partitions = [[c.name for c in v.find(exp.Window).args["partition_by"]] for v in views]
+    assert partitions == ([[pit.ROW]] * 2 if once else [["a_id", pit.TS], ["b_key", pit.TS]])
 
 
 def test_asof_is_never_rendered_outside_duckdb() -> None:

@@ -10,6 +10,12 @@
   timestamp and >= it minus the view's ttl; ties to the greatest created_timestamp (NULL lowest),
   then the greatest feature values in declared order (NULL lowest, strings by code point).
   Feature views are read from each model's config.meta.feature_store in dbt's graph.
+
+  Shape: the spine as a CTE numbering its rows; one CTE per view with that view's features for
+  each spine row (see _pit_join); then the spine's columns and every view's features, joined
+  on the spine row number and returned in its order. Where a CTE may be computed once per
+  reader (see _ctes_computed_once), the numbers could differ between readers: there a view's
+  CTE is keyed by its join keys and the spine timestamp instead (see _view_key).
 -#}
 
 {% macro training_set(spine, features, spine_timestamp=none, full_feature_names=false) -%}
@@ -32,25 +38,32 @@
   {%- set views = dbt_features._resolve_requests(requests, relations, spine, full_feature_names) -%}
   {%- do dbt_features._check_join_keys(views, spine) -%}
   {%- set spine_cte = dbt_features._internal_name('spine') -%}
+  {%- set row = dbt_features._columns([dbt_features._internal_name('row')])[0] -%}
   {%- set ts = adapter.quote(spine.timestamp) -%}
+  {%- set columns = dbt_features._columns(spine.names, spine_cte) -%}
+  {%- for view in views -%}
+    {%- do columns.extend(dbt_features._columns(view.outputs | map(attribute='column') | list, dbt_features._internal_name('view_' ~ loop.index))) -%}
+  {%- endfor -%}
 (
-with {{ spine_cte }} as (
+with {{ spine_cte }} as {{ 'materialized ' if dbt_features._ctes_computed_once() }}(
     select
         {{ (dbt_features._columns(spine.names) + [
-            dbt_features._spine_row_number(ts) ~ ' as __dbt_features_row',
-            dbt_features._utc_timestamp(ts, spine.timestamp_type) ~ ' as __dbt_features_ts',
+            dbt_features._spine_row_number(ts) ~ ' as ' ~ row,
+            dbt_features._utc_timestamp(ts, spine.timestamp_type) ~ ' as ' ~ dbt_features._columns([dbt_features._internal_name('ts')])[0],
         ]) | join(',\n        ') }}
     from {{ spine.relation }}
 )
-  {%- set ns = namespace(previous=spine_cte, carried=spine.names) -%}
   {%- for view in views %}
-{{ dbt_features._pit_join(ns.previous, loop.index, view, ns.carried) }}
-    {%- set ns.previous = dbt_features._internal_name('view_' ~ loop.index) -%}
-    {%- set ns.carried = ns.carried + (view.outputs | map(attribute='column') | list) -%}
+{{ dbt_features._pit_join(spine_cte, loop.index, view, dbt_features._view_key(view)) }}
   {%- endfor %}
 select
-    {{ dbt_features._columns(ns.carried, ns.previous) | join(',\n    ') }}
-from {{ ns.previous }}
-order by {{ ns.previous }}.__dbt_features_row
+    {{ columns | join(',\n    ') }}
+from {{ spine_cte }}
+  {%- for view in views %}
+    {%- set view_cte = dbt_features._internal_name('view_' ~ loop.index) %}
+left join {{ view_cte }}
+    on {{ dbt_features._keys_equal(dbt_features._view_key(view), spine_cte, view_cte) | join(' and ') }}
+  {%- endfor %}
+order by {{ spine_cte }}.{{ row }}
 ) as {{ adapter.quote('training_set') }}
 {%- endmacro %}

@@ -1,4 +1,4 @@
-WITH "__dbt_features_spine" AS (
+WITH "__dbt_features_spine" AS MATERIALIZED (
   SELECT
     "customer_id",
     "merchant_id",
@@ -9,12 +9,8 @@ WITH "__dbt_features_spine" AS (
   FROM "db"."analytics"."labels"
 ), "__dbt_features_match_1" AS (
   SELECT
-    "p"."customer_id",
-    "p"."merchant_id",
-    "p"."scored_at",
-    "p"."label",
     "p"."__dbt_features_row",
-    "p"."__dbt_features_ts",
+    "p"."customer_id",
     CASE
       WHEN "f"."__dbt_features_ts" >= "p"."__dbt_features_ts" - INTERVAL '2592000' SECOND
       THEN "f"."__dbt_features_ts"
@@ -28,37 +24,59 @@ WITH "__dbt_features_spine" AS (
   ) AS "f"
     ON "p"."customer_id" = "f"."customer_id"
     AND "p"."__dbt_features_ts" >= "f"."__dbt_features_ts"
-), "__dbt_features_view_1" AS (
+), "__dbt_features_fetch_1" AS MATERIALIZED (
   SELECT
-    "m"."customer_id",
-    "m"."merchant_id",
-    "m"."scored_at",
-    "m"."label",
     "m"."__dbt_features_row",
-    "m"."__dbt_features_ts",
     "f"."avg_amount_30d" AS "avg_amount_30d",
-    "f"."segment" AS "segment"
+    "f"."segment" AS "segment",
+    "f"."computed_at" AS "__dbt_features_tie_0"
   FROM "__dbt_features_match_1" AS "m"
   LEFT JOIN "db"."analytics"."customer_spend" AS "f"
     ON "m"."customer_id" = "f"."customer_id"
     AND "m"."__dbt_features_match" = "f"."feature_at"
+), "__dbt_features_view_1" AS (
+  SELECT
+    "__dbt_features_row",
+    "avg_amount_30d",
+    "segment"
+  FROM "__dbt_features_fetch_1"
+  WHERE
+    (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_fetch_1"
+    ) <= (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_spine"
+    )
+  UNION ALL
+  SELECT
+    "__dbt_features_row",
+    "avg_amount_30d",
+    "segment"
+  FROM "__dbt_features_fetch_1"
+  WHERE
+    (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_fetch_1"
+    ) > (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_spine"
+    )
   QUALIFY
     ROW_NUMBER() OVER (
-      PARTITION BY "m"."__dbt_features_row"
-      ORDER BY "f"."computed_at" DESC, "f"."avg_amount_30d" DESC, "f"."segment" DESC
+      PARTITION BY "__dbt_features_row"
+      ORDER BY "__dbt_features_tie_0" DESC, "avg_amount_30d" DESC, "segment" DESC
     ) = 1
 ), "__dbt_features_match_2" AS (
   SELECT
-    "p"."customer_id",
-    "p"."merchant_id",
-    "p"."scored_at",
-    "p"."label",
-    "p"."avg_amount_30d",
-    "p"."segment",
     "p"."__dbt_features_row",
-    "p"."__dbt_features_ts",
+    "p"."merchant_id",
     "f"."__dbt_features_ts" AS "__dbt_features_match"
-  FROM "__dbt_features_view_1" AS "p"
+  FROM "__dbt_features_spine" AS "p"
   ASOF LEFT JOIN (
     SELECT
       "merchant_id",
@@ -67,32 +85,59 @@ WITH "__dbt_features_spine" AS (
   ) AS "f"
     ON "p"."merchant_id" = "f"."merchant_id"
     AND "p"."__dbt_features_ts" >= "f"."__dbt_features_ts"
-), "__dbt_features_view_2" AS (
+), "__dbt_features_fetch_2" AS MATERIALIZED (
   SELECT
-    "m"."customer_id",
-    "m"."merchant_id",
-    "m"."scored_at",
-    "m"."label",
-    "m"."avg_amount_30d",
-    "m"."segment",
     "m"."__dbt_features_row",
-    "m"."__dbt_features_ts",
     "f"."fraud_rate" AS "fraud_rate"
   FROM "__dbt_features_match_2" AS "m"
   LEFT JOIN "db"."analytics"."merchant_risk" AS "f"
     ON "m"."merchant_id" = "f"."merchant_id"
     AND "m"."__dbt_features_match" = "f"."feature_at"
+), "__dbt_features_view_2" AS (
+  SELECT
+    "__dbt_features_row",
+    "fraud_rate"
+  FROM "__dbt_features_fetch_2"
+  WHERE
+    (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_fetch_2"
+    ) <= (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_spine"
+    )
+  UNION ALL
+  SELECT
+    "__dbt_features_row",
+    "fraud_rate"
+  FROM "__dbt_features_fetch_2"
+  WHERE
+    (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_fetch_2"
+    ) > (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_spine"
+    )
   QUALIFY
-    ROW_NUMBER() OVER (PARTITION BY "m"."__dbt_features_row" ORDER BY "f"."fraud_rate" DESC) = 1
+    ROW_NUMBER() OVER (PARTITION BY "__dbt_features_row" ORDER BY "fraud_rate" DESC) = 1
 )
 SELECT
-  "__dbt_features_view_2"."customer_id",
-  "__dbt_features_view_2"."merchant_id",
-  "__dbt_features_view_2"."scored_at",
-  "__dbt_features_view_2"."label",
-  "__dbt_features_view_2"."avg_amount_30d",
-  "__dbt_features_view_2"."segment",
+  "__dbt_features_spine"."customer_id",
+  "__dbt_features_spine"."merchant_id",
+  "__dbt_features_spine"."scored_at",
+  "__dbt_features_spine"."label",
+  "__dbt_features_view_1"."avg_amount_30d",
+  "__dbt_features_view_1"."segment",
   "__dbt_features_view_2"."fraud_rate"
-FROM "__dbt_features_view_2"
+FROM "__dbt_features_spine"
+LEFT JOIN "__dbt_features_view_1"
+  ON "__dbt_features_spine"."__dbt_features_row" = "__dbt_features_view_1"."__dbt_features_row"
+LEFT JOIN "__dbt_features_view_2"
+  ON "__dbt_features_spine"."__dbt_features_row" = "__dbt_features_view_2"."__dbt_features_row"
 ORDER BY
-  "__dbt_features_view_2"."__dbt_features_row"
+  "__dbt_features_spine"."__dbt_features_row"

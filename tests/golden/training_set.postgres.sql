@@ -1,4 +1,4 @@
-WITH "__dbt_features_spine" AS (
+WITH "__dbt_features_spine" AS MATERIALIZED (
   SELECT
     "customer_id",
     "merchant_id",
@@ -9,22 +9,12 @@ WITH "__dbt_features_spine" AS (
   FROM "db"."analytics"."labels"
 ), "__dbt_features_view_1" AS (
   SELECT
-    "r"."customer_id",
-    "r"."merchant_id",
-    "r"."scored_at",
-    "r"."label",
     "r"."__dbt_features_row",
-    "r"."__dbt_features_ts",
     "r"."avg_amount_30d",
     "r"."segment"
   FROM (
     SELECT
-      "p"."customer_id",
-      "p"."merchant_id",
-      "p"."scored_at",
-      "p"."label",
       "p"."__dbt_features_row",
-      "p"."__dbt_features_ts",
       "f"."avg_amount_30d" AS "avg_amount_30d",
       "f"."segment" AS "segment",
       ROW_NUMBER() OVER (
@@ -41,31 +31,17 @@ WITH "__dbt_features_spine" AS (
     "r"."__dbt_features_rn" = 1
 ), "__dbt_features_view_2" AS (
   SELECT
-    "r"."customer_id",
-    "r"."merchant_id",
-    "r"."scored_at",
-    "r"."label",
-    "r"."avg_amount_30d",
-    "r"."segment",
     "r"."__dbt_features_row",
-    "r"."__dbt_features_ts",
     "r"."fraud_rate"
   FROM (
     SELECT
-      "p"."customer_id",
-      "p"."merchant_id",
-      "p"."scored_at",
-      "p"."label",
-      "p"."avg_amount_30d",
-      "p"."segment",
       "p"."__dbt_features_row",
-      "p"."__dbt_features_ts",
       "f"."fraud_rate" AS "fraud_rate",
       ROW_NUMBER() OVER (
         PARTITION BY "p"."__dbt_features_row"
         ORDER BY "f"."feature_at" DESC NULLS LAST, "f"."fraud_rate" DESC NULLS LAST
       ) AS "__dbt_features_rn"
-    FROM "__dbt_features_view_1" AS "p"
+    FROM "__dbt_features_spine" AS "p"
     LEFT JOIN "db"."analytics"."merchant_risk" AS "f"
       ON "p"."merchant_id" = "f"."merchant_id"
       AND "f"."feature_at" <= "p"."__dbt_features_ts"
@@ -74,13 +50,17 @@ WITH "__dbt_features_spine" AS (
     "r"."__dbt_features_rn" = 1
 )
 SELECT
-  "__dbt_features_view_2"."customer_id",
-  "__dbt_features_view_2"."merchant_id",
-  "__dbt_features_view_2"."scored_at",
-  "__dbt_features_view_2"."label",
-  "__dbt_features_view_2"."avg_amount_30d",
-  "__dbt_features_view_2"."segment",
+  "__dbt_features_spine"."customer_id",
+  "__dbt_features_spine"."merchant_id",
+  "__dbt_features_spine"."scored_at",
+  "__dbt_features_spine"."label",
+  "__dbt_features_view_1"."avg_amount_30d",
+  "__dbt_features_view_1"."segment",
   "__dbt_features_view_2"."fraud_rate"
-FROM "__dbt_features_view_2"
+FROM "__dbt_features_spine"
+LEFT JOIN "__dbt_features_view_1"
+  ON "__dbt_features_spine"."__dbt_features_row" = "__dbt_features_view_1"."__dbt_features_row"
+LEFT JOIN "__dbt_features_view_2"
+  ON "__dbt_features_spine"."__dbt_features_row" = "__dbt_features_view_2"."__dbt_features_row"
 ORDER BY
-  "__dbt_features_view_2"."__dbt_features_row"
+  "__dbt_features_spine"."__dbt_features_row"

@@ -26,7 +26,7 @@ of each side's keys, times its key count, over the entities); then
 ``--rounds`` rounds of the same requests on each side, alternating; the median over rounds of
 each side's p50 and p99. Both sides' training sets and online values are checked to agree.
 Redis: 127.0.0.1:6379 (``--redis-url``), each side under its own prefix / project name,
-deleted at the end (never ``FLUSHALL``/``FLUSHDB``).
+deleted at the end; nothing else in that Redis is touched.
 """
 
 from __future__ import annotations

@@ -43,12 +43,15 @@ def latest_query(
     since: Boundary | None = None,
     from_sql: bool = False,
     shard: tuple[int, int] | None = None,
+    shard_buckets: int | None = None,
 ) -> str:
     """SQL selecting, per entity, its latest row (``pit.recency_order``) with ``event time <=
     now`` and (with a ttl) ``event time >= now - ttl`` (both inclusive, as training sets). An
     incremental sync reads only the rows that ``since`` had not settled (``_unsettled``).
     ``shard=(k, n)`` keeps the entities whose key hash is k modulo n (DuckDB only: see
-    ``SHARDED_DIALECTS``).
+    ``SHARDED_DIALECTS``); with ``shard_buckets`` (a single integer key), whose online-store
+    bucket (``layout.locate``) is: each bucket's rows then come in one shard, so a batch
+    touches 1/n of the buckets and each ``HSET`` carries n times more entities.
 
     Event time leads the recency order, so the latest row is among the rows at the entity's
     greatest event time: those are kept first (a window MAX, no sort), and only they are
@@ -71,7 +74,7 @@ def latest_query(
     if since is not None:
         conditions.append(_unsettled(view, dialect, since))
     if shard is not None:
-        conditions.append(_shard_condition(keys, dialect, *shard))
+        conditions.append(_shard_condition(keys, dialect, *shard, buckets=shard_buckets))
     at_latest = (
         exp.select(*(_col(n) for n in wanted), exp.alias_(
             exp.Window(this=exp.Max(this=_col(ts.name)), partition_by=keys), latest_at,
@@ -241,8 +244,17 @@ over the entities of one hash shard, so memory does not grow with the table. Val
 engine's hash function of any number of columns (non-negative)."""
 
 
-def _shard_condition(keys: list[exp.Column], dialect: str, k: int, n: int) -> exp.Expression:
-    hashed = exp.Anonymous(this=SHARDED_DIALECTS[dialect], expressions=list(keys))
+def _shard_condition(keys: list[exp.Column], dialect: str, k: int, n: int, *,
+                     buckets: int | None) -> exp.Expression:
+    hashed: exp.Expression
+    if buckets is None:
+        hashed = exp.Anonymous(this=SHARDED_DIALECTS[dialect], expressions=list(keys))
+    else:  # the key modulo the bucket count, non-negative as Python's (SQL's % truncates)
+        (key,) = keys
+        count = exp.Literal.number(buckets)
+        hashed = exp.Paren(this=exp.Mod(this=exp.Paren(this=exp.Add(
+            this=exp.Mod(this=key, expression=count), expression=count.copy())),
+            expression=count.copy()))
     return exp.EQ(this=exp.Mod(this=hashed, expression=exp.Literal.number(n)),
                   expression=exp.Literal.number(k))
 

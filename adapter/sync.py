@@ -13,18 +13,17 @@ Per view, under the view's lock:
   Either way Redis ends up serving what a full refresh would.
 
 Batches stream from the warehouse cursor to Redis (one ``HSET`` per bucket a batch touches;
-a full refresh sets the buckets' expiries once all rows are in): memory does not grow with the
-table.
+a full refresh sets the buckets' expiries once all rows are in), the warehouse computing the
+next ones meanwhile (``warehouse_read``): memory does not grow with the table.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +34,6 @@ from dbt_features.errors import (
     DefinitionError,
     OnlineStoreError,
     UsageError,
-    WarehouseError,
     WarehouseValueError,
 )
 from dbt_features.registry import FeatureView
@@ -47,7 +45,8 @@ from .lock import SyncLock
 from .micros import iso_micros
 from .scripts import COMMIT, WRITE_IF_NEWER
 from .servable import check_servable
-from .sync_plan import LatestRead, SyncPlan, plan_sync
+from .sync_plan import SyncPlan, plan_sync, reads_relation
+from .warehouse_read import bounded_memory, latest_batches
 from .writer import (Grouped, PipelinedWriter, bulk, evalsha_commands, full_hint, hset_commands,
                      pexpireat_commands)
 
@@ -159,14 +158,15 @@ def sync_view(
         with SyncLock(online.client, online.keys.lock(view.name), view.name) as lock:
             meta = _meta(online.client, online.keys.meta(view.name))
             drop_dead_generations(online, view.name, meta)
-            plan = plan_sync(view, warehouse, meta, now, full_refresh=options.full_refresh,
-                             from_sql=options.from_sql)
-            gen = _generation(online, view.name, plan, now)
-            try:
-                stats = _stream(online, view, warehouse, plan, gen, options, lock)
-            except WarehouseValueError as exc:
-                raise WarehouseValueError(f"feature view {view.name!r} ({view.file}): {exc.message}",
-                                          columns=exc.columns) from exc
+            with bounded_memory(warehouse, reads_relation(view, options.from_sql)):
+                plan = plan_sync(view, warehouse, meta, now, full_refresh=options.full_refresh,
+                                 from_sql=options.from_sql)
+                gen = _generation(online, view.name, plan, now)
+                try:
+                    stats = _stream(online, view, warehouse, plan, gen, options, lock)
+                except WarehouseValueError as exc:
+                    raise WarehouseValueError(f"feature view {view.name!r} ({view.file}): "
+                                              f"{exc.message}", columns=exc.columns) from exc
             keys = stats.rows if plan.full else (_int(meta.get("keys")) or 0) + stats.created
             _commit(online, view, lock.token, plan, gen, keys)
             if plan.full and plan.previous_gen is not None:
@@ -215,53 +215,87 @@ def _stream(
     assert view.timestamp is not None
     encoder = BlobEncoder(plan.schema)
     created = view.created_timestamp.name if view.created_timestamp else None
-    base = online.keys.generation(view.name, gen.split(".")[0]).encode()
-    ttl_ms = (view.ttl_seconds or 0) * 1000
-    sha = "" if plan.full else online.client.script_load(WRITE_IF_NEWER)
-    # The latest expiry (ms) of each bucket written, set once the rows are all in.
-    expiries = np.full(plan.schema.buckets, _UNSET, dtype=np.int64) if plan.full and ttl_ms else None
     stats = _Stats()
-    writer = PipelinedWriter(online.client, online.config)
+    writes = _Writes.open(online, view, plan, gen)
     broken = True
     try:
-        for batch in _batches(warehouse, plan.read, options.batch_size):
-            if lock.lost:
-                raise OnlineStoreError(
-                    f"sync of {view.name!r} lost its lock (Redis unreachable for "
-                    "30 s?); nothing was published: run it again."
-                )
-            if batch.num_rows == 0:
-                continue
-            blobs, ets = _encode(encoder, batch, view, created)
-            buckets, fields = locate_batch(batch, view.entity.key_names, plan.schema.key_dtypes,
-                                           plan.schema.buckets)
-            if plan.full:
-                groups = Grouped.of(buckets)
-                writer.send_counted(*hset_commands(base, groups, fields, blobs))
-                if expiries is not None:
-                    touched = groups.buckets
-                    expiries[touched] = np.maximum(expiries[touched], groups.maxima(ets) // 1000 + ttl_ms)
-                stats.written += batch.num_rows
-            else:
-                pxat = pa.array(ets // 1000 + ttl_ms if ttl_ms else np.zeros(len(ets), np.int64))
-                keys = pc.binary_join_element_wise(
-                    base, pa.array(buckets).cast(pa.string()).cast(pa.binary()), b"")
-                args = pc.binary_join_element_wise(bulk(fields), bulk(blobs), bulk(pxat.cast(pa.string())), b"")
-                lead = str(plan.schema.head_size).encode()
-                writer.send_commands(evalsha_commands(sha, keys, args, lead, CONDITIONAL_CHUNK))
-            stats.rows += batch.num_rows
-            if options.progress is not None:
-                options.progress(view.name, stats.rows)
-        if expiries is not None and stats.rows:
-            touched = np.flatnonzero(expiries != _UNSET)
-            writer.send_counted(pexpireat_commands(base, touched, expiries[touched]), len(touched))
-        for created_n, written_n in writer.flush():
-            stats.created += int(created_n)
-            stats.written += int(written_n)
+        with latest_batches(warehouse, plan.read, options.batch_size) as batches:
+            for batch in batches:
+                if lock.lost:
+                    raise OnlineStoreError(
+                        f"sync of {view.name!r} lost its lock (Redis unreachable for "
+                        "30 s?); nothing was published: run it again."
+                    )
+                if batch.num_rows == 0:
+                    continue
+                blobs, ets = _encode(encoder, batch, view, created)
+                buckets, fields = locate_batch(batch, view.entity.key_names,
+                                               plan.schema.key_dtypes, plan.schema.buckets)
+                writes.batch(buckets, fields, blobs, ets)
+                stats.rows += batch.num_rows
+                if options.progress is not None:
+                    options.progress(view.name, stats.rows)
+        writes.finish(stats)
         broken = False
     finally:
-        writer.close(broken=broken)
+        writes.writer.close(broken=broken)
     return stats
+
+
+@dataclass
+class _Writes:
+    """The writes of one sync into one generation: a full refresh sends plain ``HSET``s per
+    bucket and sets each bucket's expiry once the rows are all in (the latest of its rows'), an
+    incremental sync the server-side compare (``WRITE_IF_NEWER``)."""
+
+    writer: PipelinedWriter
+    base: bytes
+    """The generation's key prefix; a bucket's key is this and its number."""
+    ttl_ms: int
+    full: bool
+    sha: str
+    head_size: int
+    expiries: np.ndarray | None
+
+    @classmethod
+    def open(cls, online: "OnlineStore", view: FeatureView, plan: SyncPlan, gen: str) -> "_Writes":
+        ttl_ms = (view.ttl_seconds or 0) * 1000
+        expiries = np.full(plan.schema.buckets, _UNSET, dtype=np.int64) if plan.full and ttl_ms else None
+        return cls(
+            writer=PipelinedWriter(online.client, online.config),
+            base=online.keys.generation(view.name, gen.split(".")[0]).encode(),
+            ttl_ms=ttl_ms, full=plan.full,
+            sha="" if plan.full else online.client.script_load(WRITE_IF_NEWER),
+            head_size=plan.schema.head_size, expiries=expiries,
+        )
+
+    def batch(self, buckets: np.ndarray, fields: pa.Array, blobs: pa.Array, ets: np.ndarray) -> None:
+        if self.full:
+            groups = Grouped.of(buckets)
+            self.writer.send_counted(*hset_commands(self.base, groups, fields, blobs))
+            if self.expiries is not None:
+                touched = groups.buckets
+                latest = groups.maxima(ets) // 1000 + self.ttl_ms
+                self.expiries[touched] = np.maximum(self.expiries[touched], latest)
+            return
+        pxat = pa.array(ets // 1000 + self.ttl_ms if self.ttl_ms else np.zeros(len(ets), np.int64))
+        keys = pc.binary_join_element_wise(
+            self.base, pa.array(buckets).cast(pa.string()).cast(pa.binary()), b"")
+        args = pc.binary_join_element_wise(bulk(fields), bulk(blobs), bulk(pxat.cast(pa.string())), b"")
+        lead = str(self.head_size).encode()
+        self.writer.send_commands(evalsha_commands(self.sha, keys, args, lead, CONDITIONAL_CHUNK))
+
+    def finish(self, stats: _Stats) -> None:
+        """Set the buckets' expiries, wait for every reply and count what was written."""
+        if self.expiries is not None and stats.rows:
+            touched = np.flatnonzero(self.expiries != _UNSET)
+            self.writer.send_counted(pexpireat_commands(self.base, touched, self.expiries[touched]),
+                                     len(touched))
+        if self.full:
+            stats.written = stats.rows
+        for created_n, written_n in self.writer.flush():
+            stats.created += int(created_n)
+            stats.written += int(written_n)
 
 
 def _encode(encoder: BlobEncoder, batch: pa.RecordBatch, view: FeatureView,
@@ -274,46 +308,6 @@ def _encode(encoder: BlobEncoder, batch: pa.RecordBatch, view: FeatureView,
             f"feature view {view.name!r} ({view.file}): column {exc.column!r} holds {exc.value}, "
             f"which the online store cannot hold ({exc.limit}); cast or clamp it in the model."
         ) from exc
-
-
-IN_PROCESS_SETTINGS = {"duckdb": (("SET memory_limit = '64MB'", "RESET memory_limit"),
-                                  ("SET preserve_insertion_order = false",
-                                   "RESET preserve_insertion_order"))}
-"""Session settings (and how to undo them) while syncing a sharded view from an in-process
-engine: its working memory is ours (DuckDB spills to disk beyond the limit). Measured at 2M
-entities with a string feature (4M rows): 32 MB ran out of memory, 64 MB with 500k-row shards
-held peak RSS at ~315 MB, at ~400k entities/s; insertion order means nothing to a sync."""
-MAX_SHARDS = 1024
-
-
-def _batches(warehouse: Warehouse, read: LatestRead, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Every batch of ``read``, shard after shard. A shard the engine cannot hold in its memory
-    limit is read again as two halves (writes are idempotent: the same keys, the same values)."""
-    pending: list[tuple[int, int] | None] = (
-        [(k, read.shards) for k in range(read.shards)] if read.shards > 1 else [None])
-    with _in_process_settings(warehouse, read.shards > 1):
-        while pending:
-            shard = pending.pop(0)
-            try:
-                yield from warehouse.batches(read.sql(shard), batch_size)
-            except WarehouseError as exc:
-                k, n = shard or (0, 1)
-                if "out of memory" not in str(exc).lower() or not read.shardable or n >= MAX_SHARDS:
-                    raise
-                pending[:0] = [(k, 2 * n), (k + n, 2 * n)]
-
-
-@contextmanager
-def _in_process_settings(warehouse: Warehouse, sharded: bool) -> Iterator[None]:
-    con = getattr(warehouse, "con", None)
-    settings = IN_PROCESS_SETTINGS.get(warehouse.dialect, ()) if sharded and con is not None else ()
-    for statement, _ in settings:
-        con.execute(statement)  # type: ignore[union-attr]
-    try:
-        yield
-    finally:
-        for _, undo in settings:
-            con.execute(undo)  # type: ignore[union-attr]
 
 
 def _commit(online: "OnlineStore", view: FeatureView, token: str, plan: SyncPlan, gen: str,

@@ -31,13 +31,13 @@ from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
 from .codec import FORMAT_VERSION, Schema, schema_version
-from .layout import bucket_count
+from .layout import bucket_count, integer_keyed
 from .micros import from_micros, moment_micros, to_micros
 from .query import SHARDED_DIALECTS, Boundary, digest_query, entity_count_query, latest_query
 
 SHARD_ROWS = 2_000_000
 """In-process warehouses (DuckDB) read at most about this many rows per pass (a pass that
-still runs out of memory is split in two, see ``sync._batches``). Every pass scans the whole
+still runs out of memory is split in two, see ``warehouse_read``). Every pass scans the whole
 relation: measured at 10M rows, 1M entities, 64 MB, 4 passes took 2.8 s and 20 took 8.1 s;
 one pass ran out of memory."""
 
@@ -90,6 +90,8 @@ class LatestRead:
     """Incremental: only the rows new since this boundary."""
     from_sql: bool
     shards: int
+    shard_buckets: int | None = None
+    """The bucket count, when shards follow the online store's buckets (``query.latest_query``)."""
 
     @property
     def shardable(self) -> bool:
@@ -97,7 +99,7 @@ class LatestRead:
 
     def sql(self, shard: tuple[int, int] | None = None) -> str:
         return latest_query(self.view, self.dialect, self.now, since=self.since,
-                            from_sql=self.from_sql, shard=shard)
+                            from_sql=self.from_sql, shard=shard, shard_buckets=self.shard_buckets)
 
 
 @dataclass(frozen=True)
@@ -143,13 +145,14 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
                   "keeps the online store exact")
     state = SyncState(to_micros(now), _watermark_us(row["watermark"]), int(row["rows"] or 0),
                       str(row["digest"] or 0))
-    read = LatestRead(view, dialect, now, since if reason is None else None, from_sql,
-                      _shards(view, dialect, from_sql, state.settled_rows or 0))
     if reason is None:  # the served generation's layout
         schema = Schema.parse(meta["schema"])
     else:
         counted = warehouse.arrow(entity_count_query(view, dialect, now, from_sql=from_sql))
         schema = Schema.of(view, bucket_count(int(counted.to_pylist()[0]["entities"] or 0)))
+    shards = _shards(view, dialect, from_sql, state.settled_rows or 0)
+    read = LatestRead(view, dialect, now, since if reason is None else None, from_sql, shards,
+                      schema.buckets if integer_keyed(schema.key_dtypes) else None)
     return SyncPlan(
         full=reason is not None, reason=reason or "new rows since the last sync", schema=schema,
         signature=sig, read=read, state=state, current_id=current,
@@ -181,10 +184,15 @@ def _watermark_us(value: Any) -> int | None:
     return moment_micros(value)
 
 
+def reads_relation(view: FeatureView, from_sql: bool) -> bool:
+    """Whether a sync reads the view's relation (else the model's compiled SQL)."""
+    return not from_sql and view.materialized != "ephemeral"
+
+
 def _shards(view: FeatureView, dialect: str, from_sql: bool, rows: int) -> int:
     """How many hash shards to read a view in: 1 unless the engine runs in this process and
     the relation is big (then the peak memory stays that of ~SHARD_ROWS rows)."""
-    if dialect not in SHARDED_DIALECTS or from_sql or view.materialized == "ephemeral":
+    if dialect not in SHARDED_DIALECTS or not reads_relation(view, from_sql):
         return 1
     return max(1, -(-rows // SHARD_ROWS))
 

@@ -22,9 +22,19 @@ from .config import OnlineConfig
 
 def bulk(values: pa.Array) -> pa.Array:
     """Each value as a RESP bulk string: ``$<len>\\r\\n<value>\\r\\n``."""
+    return pc.binary_join_element_wise(*bulk_parts(values), b"")
+
+
+def bulk_parts(values: pa.Array) -> list[Any]:
+    """``bulk`` as the parts of one ``binary_join_element_wise`` (arrays and constants), to be
+    joined with other parts in one pass. Values of one width (the blobs of a view without
+    string features) share one constant header."""
     values = values if values.type == pa.binary() else values.cast(pa.binary())
-    lengths = pc.binary_length(values).cast(pa.string()).cast(pa.binary())
-    return pc.binary_join_element_wise(b"$", lengths, b"\r\n", values, b"\r\n", b"")
+    lengths = pc.binary_length(values)
+    bounds = pc.min_max(lengths).as_py()
+    if bounds["min"] is not None and bounds["min"] == bounds["max"]:
+        return [b"$%d\r\n" % bounds["min"], values, b"\r\n"]
+    return [b"$", lengths.cast(pa.string()).cast(pa.binary()), b"\r\n", values, b"\r\n"]
 
 
 def joined(values: pa.Array) -> memoryview:
@@ -49,7 +59,9 @@ class Grouped:
 
     @classmethod
     def of(cls, buckets: np.ndarray) -> "Grouped":
-        order = np.argsort(buckets, kind="stable")
+        # Bucket numbers that fit 16 bits sort by radix (numpy's stable sort), ~10x faster.
+        keys = buckets.astype(np.uint16) if len(buckets) and buckets.max() < 1 << 16 else buckets
+        order = np.argsort(keys, kind="stable")
         ordered = buckets[order]
         starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
         return cls(order, starts, ordered[starts])
@@ -73,8 +85,8 @@ def hset_commands(base: bytes, groups: Grouped, fields: pa.Array, blobs: pa.Arra
     slot[groups.starts] = np.arange(len(groups.starts))
     row_heads = pc.fill_null(headers.take(pa.array(slot, mask=slot < 0)), b"")
     rows = pa.array(groups.order)
-    return joined(pc.binary_join_element_wise(
-        row_heads, bulk(fields).take(rows), bulk(blobs).take(rows), b"")), len(groups.starts)
+    parts = [row_heads, *bulk_parts(fields.take(rows)), *bulk_parts(blobs.take(rows))]
+    return joined(pc.binary_join_element_wise(*parts, b"")), len(groups.starts)
 
 
 def pexpireat_commands(base: bytes, buckets: np.ndarray, at_ms: np.ndarray) -> memoryview:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import pit
+from . import pit, timestamps
 from .definition import closest
 from .errors import UsageError
 from .manifest import Manifest
@@ -199,7 +199,7 @@ def check_spine(joins: Sequence[pit.ViewJoin], types: dict[str, str | None], whe
 
 
 def arrow_kind(dtype: pa.DataType) -> str | None:
-    return pit.NAIVE if arrow_logical(dtype) in ("timestamp", "date") else None
+    return timestamps.NAIVE if arrow_logical(dtype) in ("timestamp", "date") else None
 
 
 def narrow_spine(table: pa.Table, joins: Sequence[pit.ViewJoin], timestamp: str,

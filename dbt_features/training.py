@@ -20,7 +20,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from . import pit
+from . import pit, timestamps
 from .definition import closest
 from .errors import DefinitionError, UsageError, WarehouseValueError
 from .registry import Feature, FeatureView, Registry
@@ -54,7 +54,7 @@ def plan(registry: Registry, features: Iterable[str] | str, *,
     by_view: dict[str, list[Feature]] = {}
     views: dict[str, FeatureView] = {}
     for view, feature in registry.resolve(refs):
-        pit.view_timestamp_kind(view, registry.dialect)
+        timestamps.view_timestamp_kind(view, registry.dialect)
         views[view.name] = view
         by_view.setdefault(view.name, []).append(feature)
     seen: dict[str, str] = {}
@@ -163,7 +163,7 @@ def get_training_set(
         result = source
         with wh.spine(narrow) as table:
             spine_sql = pit.Spine(table=table, columns=(), timestamp=ts,
-                                  timestamp_kind=pit.NAIVE, row_id=pit.ROW)
+                                  timestamp_kind=timestamps.NAIVE, row_id=pit.ROW)
             # One query per view (measured: chaining views in one query costs more, as each
             # step carries the previous features through its joins); each returns its
             # features in spine order, put next to the spine's own columns.
@@ -256,7 +256,7 @@ def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
         raise UsageError(
             f"{where} is not in the warehouse: build it with `dbt run --select {spine.name}`."
         )
-    kinds = {name: pit.timestamp_kind(data_type, dialect) for name, data_type in columns.items()}
+    kinds = {name: timestamps.timestamp_kind(data_type, dialect) for name, data_type in columns.items()}
     ts = choose_timestamp(kinds, spine_timestamp, where)
     if kinds[ts] is None:
         raise UsageError(
@@ -281,7 +281,7 @@ def _typed(column: pa.ChunkedArray, view: FeatureView, feature_name: str) -> pa.
     """Every warehouse returns a feature in the Arrow type of its logical type."""
     feature = view.feature(feature_name)
     target = ARROW_TYPES[feature.dtype]
-    if feature.dtype == "timestamp" and pit.timestamp_kind(feature.data_type, "duckdb") == pit.TZ:
+    if feature.dtype == "timestamp" and timestamps.timestamp_kind(feature.data_type, "duckdb") == timestamps.TZ:
         target = pa.timestamp("us", tz="UTC")
     if column.type == target:
         return column

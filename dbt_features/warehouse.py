@@ -90,6 +90,10 @@ class Warehouse:
     def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
         raise NotImplementedError  # pragma: no cover
 
+    def interrupt(self) -> None:
+        """Stop the query running on this connection, from another thread (a no-op when none
+        runs); the query then raises ``WarehouseError``."""
+
     @contextmanager
     def spine(self, table: pa.Table) -> Iterator[exp.Table]:
         """Make an Arrow table queryable for the duration of the block, without writing to any
@@ -130,6 +134,9 @@ class DuckDBWarehouse(Warehouse):
 
     def close(self) -> None:
         self.con.close()
+
+    def interrupt(self) -> None:
+        self.con.interrupt()
 
     def _describe_params(self, relation: Relation) -> list[Any]:
         return [relation.schema or "main", relation.identifier]
@@ -230,6 +237,14 @@ class PostgresWarehouse(Warehouse):
 
     def close(self) -> None:
         self.con.close()
+
+    def interrupt(self) -> None:
+        import psycopg2
+
+        try:
+            self.con.cancel()
+        except psycopg2.Error:  # the connection is gone: the query has already failed
+            pass
 
     def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         import psycopg2

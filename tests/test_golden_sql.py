@@ -17,7 +17,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from dbt_features import pit
+from dbt_features import pit, timestamps
 from dbt_features.registry import Column, Entity, Feature, FeatureView
 from dbt_features.serving.query import Boundary, digest_query, latest_query
 from dbt_features.warehouse import Relation
@@ -48,7 +48,7 @@ RISK = replace(
 def _training(dialect: str) -> str:
     spine = pit.Spine(table=exp.to_table('"db"."analytics"."labels"', dialect="duckdb"),
                       columns=("customer_id", "merchant_id", "scored_at", "label"),
-                      timestamp="scored_at", timestamp_kind=pit.NAIVE)
+                      timestamp="scored_at", timestamp_kind=timestamps.NAIVE)
     joins = [pit.ViewJoin(v, tuple((f.name, f.name) for f in v.features)) for v in (SPEND, RISK)]
     return pit.to_sql(pit.point_in_time_query(spine, joins, dialect), dialect, pretty=True)
 

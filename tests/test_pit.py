@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from dbt_features import pit
+from dbt_features import pit, timestamps
 from dbt_features.errors import UsageError
 from dbt_features.training import get_training_set
 from dbt_features.warehouse import Relation
@@ -219,7 +219,7 @@ def _sample_query(dialect: str) -> exp.Expression:
                          "request": []}, "analytics")
     spine = pit.Spine(table=exp.to_table('"db"."analytics"."labels"', dialect="duckdb"),
                       columns=("a_id", "b_key", "label_at", "label"), timestamp="label_at",
-                      timestamp_kind=pit.TZ)
+                      timestamp_kind=timestamps.TZ)
     joins = [pit.ViewJoin(v.view, tuple((f.name, f"{v.view.name}__{f.name}") for f in v.view.features))
              for v in views]
     return pit.point_in_time_query(spine, joins, dialect)
@@ -259,10 +259,10 @@ def test_unknown_dialect_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize(("data_type", "dialect", "kind"), [
-    ("TIMESTAMP", "duckdb", pit.NAIVE), ("timestamp without time zone", "postgres", pit.NAIVE),
-    ("TIMESTAMP WITH TIME ZONE", "duckdb", pit.TZ), ("timestamptz", "postgres", pit.TZ),
-    ("DATE", "duckdb", pit.DATE), ("TIMESTAMP_NS", "duckdb", pit.CAST),
+    ("TIMESTAMP", "duckdb", timestamps.NAIVE), ("timestamp without time zone", "postgres", timestamps.NAIVE),
+    ("TIMESTAMP WITH TIME ZONE", "duckdb", timestamps.TZ), ("timestamptz", "postgres", timestamps.TZ),
+    ("DATE", "duckdb", timestamps.DATE), ("TIMESTAMP_NS", "duckdb", timestamps.CAST),
     ("VARCHAR", "duckdb", None), ("bigint", "postgres", None),
 ])
 def test_timestamp_kinds(data_type: str, dialect: str, kind: str | None) -> None:
-    assert pit.timestamp_kind(data_type, dialect) == kind
+    assert timestamps.timestamp_kind(data_type, dialect) == kind

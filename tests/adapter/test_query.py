@@ -82,3 +82,29 @@ def test_digest_compares_what_the_last_sync_settled_and_records_the_new_watermar
     assert 'MAX(CASE WHEN "at" <= CAST(\'2026-05-01 12:00:00.000000\' AS TIMESTAMP) THEN "created" END)' in sql
     first = digest_query(VIEW, "duckdb", NOW, None)
     assert "CASE WHEN FALSE" in first and "HASH(" in first
+
+
+@pytest.mark.parametrize("buckets,shards", [(1, 3), (7, 2), (853, 5), (8923, 4)])
+def test_bucket_aligned_shards_follow_the_online_layout(buckets: int, shards: int) -> None:
+    """With ``shard_buckets``, shard k of n holds exactly the integer keys whose online-store
+    bucket (``layout.locate``, Python's non-negative modulo) is k modulo n, negative keys and
+    the int64 extremes included: every key in exactly one shard, each bucket in one shard."""
+    import duckdb
+
+    from dbt_features.serving.layout import locate
+
+    keys = [*range(-3000, 3000, 7), -(2**63), 2**63 - 1, 0, -1, buckets, -buckets]
+    view = replace(VIEW, ttl_seconds=None, created_timestamp=None)
+    con = duckdb.connect()
+    con.execute('create table spend ("customer id" bigint, "at" timestamp, "select" double)')
+    con.executemany("insert into spend values (?, timestamp '2026-01-01', 1.0)", [[k] for k in keys])
+    found: dict[int, int] = {}
+    for k in range(shards):
+        sql = latest_query(view, "duckdb", NOW, shard=(k, shards), shard_buckets=buckets)
+        sql = sql.replace('"db"."main"."spend"', "spend")
+        for (key,) in con.sql(f'select "customer id" from ({sql})').fetchall():
+            assert key not in found
+            found[key] = k
+    assert set(found) == set(keys)
+    for key, shard in found.items():
+        assert locate([key], ["int64"], buckets)[0] % shards == shard

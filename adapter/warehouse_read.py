@@ -1,0 +1,68 @@
+"""How a sync reads the warehouse: within a memory bound on in-process engines, shard after
+shard, a few batches ahead of the writes."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import pyarrow as pa
+
+from dbt_features.errors import WarehouseError
+from dbt_features.warehouse import Warehouse
+
+from .read_ahead import read_ahead
+from .sync_plan import LatestRead
+
+IN_PROCESS_SETTINGS = {"duckdb": (("SET memory_limit = '64MB'", "RESET memory_limit"),
+                                  ("SET preserve_insertion_order = false",
+                                   "RESET preserve_insertion_order"))}
+"""Settings (and how to undo them) while a sync reads a relation from an in-process engine: its
+working memory is ours (DuckDB spills to disk beyond the limit, and its cache of the table's
+blocks stays within it). Measured at 2M entities with a string feature (4M rows): 32 MB ran
+out of memory, 64 MB with 500k-row shards held peak RSS at ~315 MB, at ~400k entities/s; at
+1M entities x 10 rows, the limit set for the whole sync (the digest pass included) took peak
+RSS from 554 MB to 417 MB. Insertion order means nothing to a sync."""
+MAX_SHARDS = 1024
+READ_AHEAD = 2
+"""Batches read ahead of the writes (each ``--batch-size`` rows)."""
+
+
+@contextmanager
+def bounded_memory(warehouse: Warehouse, active: bool) -> Iterator[None]:
+    """``IN_PROCESS_SETTINGS`` for the block, if ``active`` and the engine has any."""
+    con = getattr(warehouse, "con", None)
+    settings = IN_PROCESS_SETTINGS.get(warehouse.dialect, ()) if active and con is not None else ()
+    for statement, _ in settings:
+        con.execute(statement)  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        for _, undo in settings:
+            con.execute(undo)  # type: ignore[union-attr]
+
+
+@contextmanager
+def latest_batches(warehouse: Warehouse, read: LatestRead,
+                   batch_size: int) -> Iterator[Iterator[pa.RecordBatch]]:
+    """Every batch of ``read``, shard after shard, read ahead in a thread (``read_ahead``);
+    the connection is the thread's until the block ends."""
+    with read_ahead(lambda: _batches(warehouse, read, batch_size), depth=READ_AHEAD,
+                    interrupt=warehouse.interrupt) as batches:
+        yield batches
+
+
+def _batches(warehouse: Warehouse, read: LatestRead, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """A shard the engine cannot hold in its memory limit is read again as two halves (writes
+    are idempotent: the same keys, the same values)."""
+    pending: list[tuple[int, int] | None] = (
+        [(k, read.shards) for k in range(read.shards)] if read.shards > 1 else [None])
+    while pending:
+        shard = pending.pop(0)
+        try:
+            yield from warehouse.batches(read.sql(shard), batch_size)
+        except WarehouseError as exc:
+            k, n = shard or (0, 1)
+            if "out of memory" not in str(exc).lower() or not read.shardable or n >= MAX_SHARDS:
+                raise
+            pending[:0] = [(k, 2 * n), (k + n, 2 * n)]

@@ -26,6 +26,7 @@ from .entity_keys import key_values, not_utf8
 from .codec import FORMAT_VERSION, Codec, Schema
 from .layout import Keys
 from .read_plan import Prepared, ReadPlan, locator, plan_read, view_reader
+from .script_call import ScriptCaller
 from .scripts import READ
 from .response import OnlineResponse, Status
 from .status import ViewStatus, read_status
@@ -57,6 +58,7 @@ class OnlineStore:
         self._gen_keys: dict[str, str] = {}
         self._locators: dict[str, Any] = {}
         self._read_sha = ""
+        self._calls = ScriptCaller(self.client)
         self._ready: dict[tuple[str, ...], Prepared] = {}
         self._epoch = 0
         """Bumped whenever a view's cached generation changes (every ``Prepared`` goes stale)."""
@@ -131,7 +133,7 @@ class OnlineStore:
             try:
                 if not self._read_sha:
                     self._read_sha = self.client.script_load(READ)
-                return self.client.evalsha(self._read_sha, len(keys), *keys, *args)
+                return self._calls.evalsha(self._read_sha, keys, args)
             except redis.exceptions.NoScriptError:
                 self._read_sha = ""
             except (redis.RedisError, OSError) as exc:

@@ -19,7 +19,8 @@ of each view, against the payload (event time + fixed-width values); the target 
 ``bench_doubles``, 10 double features (synced too, not timed);
 
 and reads of 1 and 100 entities over both views: ``get_online_features`` vs the bare read of
-the same fields (a redis-py pipeline of ``HGET``, and a bare ``HGET`` script) with the same
+the same fields (a redis-py pipeline of ``HGET``, and a bare ``HGET`` script sent on a held
+connection, packed by hiredis: ``raw_redis.raw_script``) with the same
 decoding (``Codec.decode``), after 200 warm-up requests, in ROUNDS rounds of READS requests
 where each request runs on every path back to back, in alternating order; reported: the median
 over rounds of each path's p50 and p99, and the median of the per-round p99 ratios against the
@@ -132,7 +133,7 @@ def child_raw(project: str, view_name: str) -> dict:
     from dbt_features.serving.codec import Schema
     from dbt_features.serving.encoder import BlobEncoder, locate_batch
     from dbt_features.serving.layout import bucket_count
-    from dbt_features.serving.warehouse_read import IN_PROCESS_SETTINGS
+    from dbt_features.serving.warehouse_read import IN_PROCESS_SETTINGS, engine_settings
     from dbt_features.store import FeatureStore
 
     view = FeatureStore(project_dir=project).registry.view(view_name)
@@ -145,13 +146,10 @@ def child_raw(project: str, view_name: str) -> dict:
     )
     # The same query under the memory bound a sync keeps (for reference; first, so that the
     # timed run below finds the table's blocks cached, as a sync's digest pass leaves them).
-    for statement, _ in IN_PROCESS_SETTINGS["duckdb"]:
-        con.execute(statement)
-    started = time.perf_counter()
-    bounded_rows = sum(b.num_rows for b in con.sql(latest).to_arrow_reader(32_768))
-    bounded_s = time.perf_counter() - started
-    for _, undo in IN_PROCESS_SETTINGS["duckdb"]:
-        con.execute(undo)
+    with engine_settings(con, IN_PROCESS_SETTINGS["duckdb"]):
+        started = time.perf_counter()
+        bounded_rows = sum(b.num_rows for b in con.sql(latest).to_arrow_reader(32_768))
+        bounded_s = time.perf_counter() - started
     started = time.perf_counter()
     table = con.sql(latest).to_arrow_table()
     query_s = time.perf_counter() - started
@@ -276,6 +274,7 @@ def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int,
 
     from dbt_features.serving.codec import Codec, Schema
     from dbt_features.store import FeatureStore
+    from raw_redis import raw_script
 
     store = FeatureStore(project_dir=str(project))
     features = ["bench_big:*", "bench_small:*"]
@@ -284,9 +283,7 @@ def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int,
     gens = {v: client.hget(f"{prefix}:{v}:meta", "gen").decode() for v in views}
     schemas = {v: Schema.parse(client.hget(f"{prefix}:{v}:meta", "schema")) for v in views}
     codecs = {v: Codec(schemas[v]) for v in views}
-    bare = client.register_script(
-        "local out = {} for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[i]) end "
-        "return out")
+    bare = raw_script(client)
     small = max(n_entities // 10, 1)
     out = []
     for batch in (1, 100):
@@ -318,7 +315,7 @@ def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int,
 
         def raw_script(ids: list[int]) -> None:
             keys, fields = placed(ids)
-            decode(bare(keys=keys, args=fields), len(ids))
+            decode(bare(keys, fields), len(ids))
 
         paths = {"ours": ours, "raw_pipeline": raw_pipeline, "raw_script": raw_script}
         per_round: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}

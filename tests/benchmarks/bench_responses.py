@@ -9,7 +9,8 @@ Builds (real `dbt run`, DuckDB) a throwaway project with two online views of 10 
 over one view (``resp_a:*``) and over two views (5 features of each) times, per request and
 back to back in rotating order:
 
-* bare: the bare read of the same entities (``bare_reader``: one raw Lua call of HGETs, as
+* bare: the bare read of the same entities (``bare_reader``: one raw Lua call of HGETs on a
+  held connection, packed by hiredis (``raw_redis.raw_script``), as
   the store lays them out, each blob decoded by ``Codec.decode``);
 * dict: ``get_online_features(...)`` then ``.to_dict()`` (Feast's shape, event timestamps);
 * arrow: ``get_online_features(...)`` then ``.to_arrow()``;
@@ -76,13 +77,14 @@ def build_project(root: Path) -> Path:
 def bare_reader(online: Any, features: list[str]) -> Callable[[list[int]], list]:
     """The bare read of the entities ``features`` need, the one place that knows the key
     layout: each entity's bucket and field placed as the store places them, one raw Lua call
+    (``raw_redis.raw_script``)
     of HGETs (one round trip, like the store's read), each blob decoded by ``Codec.decode``."""
     from dbt_features.serving.codec import Codec, Schema
 
+    from raw_redis import raw_script
+
     client = online.client
-    script = client.register_script(
-        "local out = {} for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[i]) end "
-        "return out")
+    script = raw_script(client)
     views = list(dict.fromkeys(f.split(":")[0] for f in features))
     placed = []
     for view in views:
@@ -99,7 +101,7 @@ def bare_reader(online: Any, features: list[str]) -> Callable[[list[int]], list]
                 keys.append(base + str(bucket))
                 fields.append(quotient)
             decoders += [decode] * len(ids)
-        blobs = script(keys=keys, args=fields)
+        blobs = script(keys, fields)
         return [None if blob is None else decode(blob) for decode, blob in zip(decoders, blobs)]
 
     return read

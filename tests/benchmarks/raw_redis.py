@@ -1,0 +1,27 @@
+"""The fastest raw script call the benchmarks compare reads with: one connection held for the
+whole run, the command packed by hiredis, sent and read on it directly (no pool checkout, no
+retries, none of redis-py's per-command layers)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import hiredis
+import redis
+
+BARE_READ = ("local out = {} for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[i]) "
+             "end return out")
+"""The bare read: one ``HGET`` per (bucket, field), in one script call (one round trip)."""
+
+
+def raw_script(client: redis.Redis, lua: str = BARE_READ) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+    """``call(keys, args)``: ``EVALSHA`` of ``lua`` on a connection of ``client`` held for good."""
+    sha = client.script_load(lua)
+    conn = client.connection_pool.get_connection()
+
+    def call(keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        conn.send_packed_command([hiredis.pack_command((b"EVALSHA", sha, len(keys), *keys, *args))],
+                                 check_health=False)
+        return conn.read_response()
+
+    return call

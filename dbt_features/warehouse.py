@@ -361,14 +361,23 @@ WAREHOUSES: dict[str, type[Warehouse]] = {
 }
 
 
+WAREHOUSE_ENV = "DBT_FEATURES_WAREHOUSE"
+"""``dbt``: query through dbt's adapter connection even where a native one exists."""
+
+
 def open_warehouse(project: Project) -> Warehouse:
-    """Connect to the selected target with dbt's own credentials for it."""
+    """Connect to the selected target with dbt's own credentials for it: natively for DuckDB
+    and PostgreSQL, through dbt's adapter connection for any other adapter
+    (``dbt_connection``)."""
+    import os
+
     adapter_type, credentials = load_credentials(project)
+    choice = os.environ.get(WAREHOUSE_ENV, "")
+    if choice not in ("", "native", "dbt"):
+        raise WarehouseError(f"{WAREHOUSE_ENV}={choice!r}: use `native` (the default) or `dbt`.")
     cls = WAREHOUSES.get(adapter_type)
-    if cls is None:
-        raise WarehouseError(
-            f"target {target_name(project)!r} uses the {adapter_type} adapter; dbt-features can "
-            f"print SQL for it (`dbt-features sql --dialect {dialect_for(adapter_type)}`) but "
-            f"queries only {', '.join(sorted(WAREHOUSES))} itself."
-        )
+    if cls is None or choice == "dbt":
+        from .dbt_connection import DbtConnectionWarehouse
+
+        return DbtConnectionWarehouse(target_name(project), adapter_type, credentials)
     return cls(target_name(project), credentials)  # type: ignore[call-arg]

@@ -1,0 +1,244 @@
+"""Any dbt adapter, through the connection dbt itself opens for the target.
+
+The adapter's own ``ConnectionManager.open`` (of the plugin dbt loads for the profile's type)
+makes the connection from the profile's credentials, rendered by dbt: nothing is configured
+twice, and whatever the adapter supports (authentication methods, session settings) works here
+as in ``dbt run``. Queries, in the adapter's sqlglot dialect, run on its DB-API cursor; rows
+become Arrow (``pg_values.rows_to_arrow``), in batches when streamed (``fetchmany``). What
+differs between engines, how to list a relation's columns and how to hold an uploaded spine, is
+a small table keyed by dialect. DuckDB and PostgreSQL keep their native connections (faster:
+Arrow straight from DuckDB, a server-side cursor on PostgreSQL) unless
+``DBT_FEATURES_WAREHOUSE=dbt`` asks for this one.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import pyarrow as pa
+from sqlglot import exp
+
+from .errors import WarehouseError
+from .pg_values import rows_to_arrow
+from .relation import Relation
+from .types import arrow_logical
+from .warehouse import Warehouse, _spine_name, dialect_for
+
+SPINE_CHUNK = 1_000
+"""Spine rows per ``INSERT`` statement (values inlined as literals: the DB-API parameter style
+differs between drivers, a literal does not)."""
+
+
+def _describe_information_schema(relation: Relation) -> exp.Expression:
+    conditions = [exp.EQ(this=exp.column("table_name"), expression=exp.Literal.string(relation.identifier))]
+    if relation.schema:
+        conditions.append(exp.EQ(this=exp.column("table_schema"),
+                                 expression=exp.Literal.string(relation.schema)))
+    return (exp.select("column_name", "data_type").from_("information_schema.columns")
+            .where(exp.and_(*conditions)).order_by("ordinal_position"))
+
+
+def _describe_table(relation: Relation) -> exp.Expression:
+    return exp.Describe(this=_table(relation), kind="TABLE")
+
+
+DESCRIBE: dict[str, Callable[[Relation], exp.Expression]] = {
+    "spark": _describe_table,
+    "databricks": _describe_table,
+}
+"""Dialect -> the query listing a relation's columns as (name, type) rows, in order; the
+others answer ``information_schema.columns``. Spark's ``DESCRIBE TABLE`` ends its columns at
+an empty or ``#`` row (partitioning details follow)."""
+
+TEMPORARY_TABLES = {"postgres", "duckdb", "redshift", "snowflake"}
+"""Dialects whose sessions hold a spine as ``CREATE TEMPORARY TABLE``; elsewhere a spine is a
+dbt model or source (a file spine there is a usage error that says so)."""
+
+
+class DbtConnectionWarehouse(Warehouse):
+    """The target's warehouse through dbt's own adapter connection."""
+
+    def __init__(self, target: str, adapter_type: str, credentials: Any) -> None:
+        super().__init__(target)
+        self.adapter_type = adapter_type  # type: ignore[misc]
+        self.dialect = dialect_for(adapter_type)  # type: ignore[misc]
+        self._manager, self.connection = _open(target, adapter_type, credentials)
+        self.handle = self.connection.handle
+
+    def close(self) -> None:
+        try:
+            self._manager.close(self.connection)
+        except Exception as exc:  # noqa: BLE001 - a driver's own error type, wrapped here
+            raise WarehouseError(f"closing the {self.adapter_type} connection of target "
+                                 f"{self.target!r} failed: {_one_line(exc)}") from exc
+
+    def interrupt(self) -> None:
+        cancel = getattr(self.handle, "cancel", None) or getattr(self.handle.cursor(), "interrupt", None)
+        if cancel is not None:
+            try:
+                cancel()
+            except Exception:  # noqa: BLE001 - nothing running, or the connection is gone
+                pass
+
+    def describe(self, relation: Relation) -> dict[str, str] | None:
+        query = DESCRIBE.get(self.dialect, _describe_information_schema)(relation)
+        try:
+            table = self.arrow(query.sql(dialect=self.dialect))
+        except WarehouseError:
+            if self.dialect in DESCRIBE:  # DESCRIBE of a missing table is an error there
+                return None
+            raise
+        columns: dict[str, str] = {}
+        for name, data_type in zip(*(table.column(i).to_pylist() for i in range(2))):
+            if not name or str(name).startswith("#"):
+                break
+            columns[str(name)] = str(data_type)
+        return columns or None
+
+    def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        if params:
+            raise WarehouseError("dbt's adapter connections take no query parameters here")
+        with self._cursor(sql) as cur:
+            return rows_to_arrow(_names(cur), cur.fetchall())
+
+    def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+        with self._cursor(sql) as cur:
+            names = _names(cur)
+            while True:
+                rows = _fetch(cur.fetchmany, batch_size, self)
+                if not rows:
+                    return
+                yield from rows_to_arrow(names, rows).to_batches()
+
+    @contextmanager
+    def spine(self, table: pa.Table) -> Iterator[exp.Table]:
+        if self.dialect not in TEMPORARY_TABLES:
+            raise WarehouseError(
+                f"target {self.target!r} ({self.adapter_type}): dbt-features cannot upload a "
+                "spine file there; make the spine a dbt model or source and pass its name.")
+        name = _spine_name()
+        target = exp.table_(exp.to_identifier(name, quoted=True))
+        self._run([_create_spine(target, table, self.dialect),
+                   *(_insert_spine(target, chunk) for chunk in table.to_batches(SPINE_CHUNK))])
+        try:
+            yield target
+        finally:
+            self._run([exp.Drop(tables=[target.copy()], kind="TABLE", exists=True)])
+
+    # -- cursor handling -----------------------------------------------------------------
+
+    @contextmanager
+    def _cursor(self, sql: str) -> Iterator[Any]:
+        """A cursor that ran ``sql``. It is left to the garbage collector, not closed: some
+        adapters hand out their connection's one cursor (dbt-duckdb), whose ``close`` closes
+        the connection."""
+        cur = self.handle.cursor()
+        try:
+            try:
+                cur.execute(sql)
+            except Exception as exc:  # noqa: BLE001 - a driver's own error type, wrapped here
+                raise self._failed(exc) from exc
+            yield cur
+        finally:
+            self._end_transaction()
+
+    def _run(self, statements: list[exp.Expression]) -> None:
+        for statement in statements:
+            with self._cursor(statement.sql(dialect=self.dialect)):
+                pass
+
+    def _end_transaction(self) -> None:
+        """Commit what a driver opened implicitly (PostgreSQL's psycopg2 does): an open read
+        transaction would hold locks that block the next ``dbt run``."""
+        commit = getattr(self.handle, "commit", None)
+        if commit is not None:
+            _quietly(commit)
+
+    def _failed(self, exc: BaseException) -> WarehouseError:
+        return WarehouseError(f"{self.adapter_type} query failed (target {self.target!r}, through "
+                              f"dbt's connection): {_one_line(exc)}")
+
+
+def _open(target: str, adapter_type: str, credentials: Any) -> tuple[Any, Any]:
+    from dbt.adapters.contracts.connection import Connection, ConnectionState
+    from dbt.adapters.factory import FACTORY, load_plugin
+
+    try:
+        load_plugin(adapter_type)
+        manager = FACTORY.get_adapter_class_by_name(adapter_type).ConnectionManager
+        connection = Connection(type=adapter_type, name="dbt_features", credentials=credentials,
+                                state=ConnectionState.INIT, transaction_open=False, handle=None)
+        return manager, manager.open(connection)
+    except Exception as exc:  # noqa: BLE001 - any adapter's own error type, wrapped here
+        raise WarehouseError(f"cannot connect to target {target!r} through dbt's {adapter_type} "
+                             f"adapter: {_one_line(exc)}") from exc
+
+
+def _fetch(fetchmany: Callable[[int], list], size: int, warehouse: DbtConnectionWarehouse) -> list:
+    try:
+        return list(fetchmany(size))
+    except Exception as exc:  # noqa: BLE001 - a driver's own error type, wrapped here
+        raise warehouse._failed(exc) from exc
+
+
+def _names(cur: Any) -> list[str]:
+    return [str(d[0]) for d in cur.description or ()]
+
+
+def _quietly(action: Callable[[], Any]) -> None:
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - cleanup after the news, which is already on its way
+        pass
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500] or type(exc).__name__
+
+
+def _table(relation: Relation) -> exp.Table:
+    return exp.Table(
+        this=exp.to_identifier(relation.identifier, quoted=True),
+        db=exp.to_identifier(relation.schema, quoted=True) if relation.schema else None,
+        catalog=exp.to_identifier(relation.database, quoted=True) if relation.database else None,
+    )
+
+
+_SPINE_TYPES = {"int64": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN", "date": "DATE",
+                "string": "TEXT"}
+
+
+def _create_spine(target: exp.Table, table: pa.Table, dialect: str) -> exp.Expression:
+    def column_type(dtype: pa.DataType) -> exp.DataType:
+        if pa.types.is_timestamp(dtype):
+            return exp.DataType.build("TIMESTAMPTZ" if dtype.tz else "TIMESTAMP")
+        return exp.DataType.build(_SPINE_TYPES.get(arrow_logical(dtype) or "", "TEXT"))
+
+    return exp.Create(
+        kind="TABLE",
+        this=exp.Schema(this=target.copy(), expressions=[
+            exp.ColumnDef(this=exp.to_identifier(f.name, quoted=True), kind=column_type(f.type))
+            for f in table.schema]),
+        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+    )
+
+
+def _insert_spine(target: exp.Table, batch: pa.RecordBatch) -> exp.Expression:
+    rows = [exp.Tuple(expressions=[_literal(v) for v in row.values()]) for row in batch.to_pylist()]
+    return exp.Insert(this=target.copy(), expression=exp.Values(expressions=rows))
+
+
+def _literal(value: Any) -> exp.Expression:
+    """A spine value as a SQL literal (timestamps as ISO text cast to timestamp)."""
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float)):
+        return exp.Literal.number(repr(value))
+    if hasattr(value, "isoformat"):
+        kind = "TIMESTAMPTZ" if getattr(value, "tzinfo", None) else (
+            "TIMESTAMP" if hasattr(value, "hour") else "DATE")
+        return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build(kind))
+    return exp.Literal.string(str(value))

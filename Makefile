@@ -8,7 +8,7 @@ SAMPLE := sample_project
 DBT_FEATURES := $(abspath $(BIN)/dbt-features)
 DBT := $(abspath $(BIN)/dbt)
 
-.PHONY: demo test unit lint services bench clean
+.PHONY: demo test test-spark unit lint services bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +61,20 @@ lint: $(STAMP)
 # Two workers; --dist loadscope keeps a module's tests (and its module-scoped fixtures: a built
 # dbt project, a private Redis) on one worker.
 test: lint $(FEAST_STAMP) services
-	$(BIN)/pytest -q -n 2 --dist loadscope
+	$(BIN)/pytest -q -n 2 --dist loadscope -m "not spark"
+
+# Spark through dbt-spark's `session` method (a local Spark driver; Java 17), in a virtualenv of
+# its own: pyspark is large and only these tests need it. `make test` leaves them out.
+SPARK_VENV := .venv-spark
+SPARK_STAMP := $(SPARK_VENV)/.installed
+$(SPARK_STAMP): pyproject.toml tests/spark_requirements.txt
+	$(PYTHON) -m venv $(SPARK_VENV)
+	$(SPARK_VENV)/bin/pip install --quiet --upgrade pip
+	$(SPARK_VENV)/bin/pip install --quiet -e '.[dev]' -r tests/spark_requirements.txt
+	touch $(SPARK_STAMP)
+
+test-spark: $(SPARK_STAMP) services
+	$(SPARK_VENV)/bin/pytest -q -m spark -p no:xdist tests/test_dbt_connection_spark.py
 
 # The fast tier: pure tests, no dbt, database, Redis or subprocess (under 10 s).
 unit: $(STAMP)
@@ -71,4 +84,4 @@ bench: $(STAMP) $(FEAST_BENCH_STAMP) services
 	@for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(FEAST_VENV) $(SAMPLE)/target $(SAMPLE)/logs $(SAMPLE)/dbt_packages
+	rm -rf $(VENV) $(FEAST_VENV) $(SPARK_VENV) $(SAMPLE)/target $(SAMPLE)/logs $(SAMPLE)/dbt_packages

@@ -228,8 +228,20 @@ def _row_hash(view: FeatureView, dialect: str) -> exp.Expression:
     return ROW_HASH[dialect](columns)
 
 
+def _xxhash64(columns: list[exp.Expression]) -> exp.Expression:
+    """Spark's 64-bit row hash, as a DECIMAL (a sum of BIGINTs overflows, an error under ANSI
+    mode). Spark's hashes skip NULL inputs, so each column's null flag is hashed too."""
+    flagged: list[exp.Expression] = []
+    for column in columns:
+        flagged += [column, exp.Is(this=column.copy(), expression=exp.Null())]
+    return exp.cast(exp.Anonymous(this="XXHASH64", expressions=flagged),
+                    exp.DataType.build("DECIMAL(38, 0)"))
+
+
 ROW_HASH = {
     "duckdb": lambda cols: exp.Anonymous(this="HASH", expressions=cols),
+    "spark": _xxhash64,
+    "databricks": _xxhash64,
     # The row's text form tells NULL from '' and keeps every column's value.
     "postgres": lambda cols: exp.Anonymous(this="HASHTEXTEXTENDED", expressions=[
         exp.cast(exp.Anonymous(this="ROW", expressions=cols), exp.DataType.Type.TEXT),

@@ -14,6 +14,7 @@ Arrow straight from DuckDB, a server-side cursor on PostgreSQL) unless
 from __future__ import annotations
 
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
@@ -51,9 +52,25 @@ DESCRIBE: dict[str, Callable[[Relation], exp.Expression]] = {
 others answer ``information_schema.columns``. Spark's ``DESCRIBE TABLE`` ends its columns at
 an empty or ``#`` row (partitioning details follow)."""
 
-TEMPORARY_TABLES = {"postgres", "duckdb", "redshift", "snowflake"}
-"""Dialects whose sessions hold a spine as ``CREATE TEMPORARY TABLE``; elsewhere a spine is a
-dbt model or source (a file spine there is a usage error that says so)."""
+SPINE_HOLDERS = {"postgres": "TABLE", "duckdb": "TABLE", "redshift": "TABLE",
+                 "snowflake": "TABLE", "spark": "VIEW", "databricks": "VIEW"}
+"""How a session holds an uploaded spine: a ``TEMPORARY TABLE`` filled by ``INSERT``s, or (Spark,
+Databricks: no temporary tables) a ``TEMPORARY VIEW`` over ``VALUES``, one statement, meant
+for the spines of ``verify`` (a sample of keys); a big spine belongs in a model there.
+Elsewhere a spine is a dbt model or source (a file spine is a usage error that says so)."""
+
+
+SESSION_SETUP = {
+    "postgres": "SET TIME ZONE 'UTC'",
+    "duckdb": "SET TimeZone = 'UTC'",
+    "redshift": "SET TIME ZONE 'UTC'",
+    "snowflake": "ALTER SESSION SET TIMEZONE = 'UTC'",
+    "spark": "SET TIME ZONE 'UTC'",
+    "databricks": "SET TIME ZONE 'UTC'",
+    "trino": "SET TIME ZONE 'UTC'",
+}
+"""Dialect -> the statement making the session compare and read times in UTC, as the native
+connections do (the time literals of training sets and syncs are UTC)."""
 
 
 class DbtConnectionWarehouse(Warehouse):
@@ -65,6 +82,9 @@ class DbtConnectionWarehouse(Warehouse):
         self.dialect = dialect_for(adapter_type)  # type: ignore[misc]
         self._manager, self.connection = _open(target, adapter_type, credentials)
         self.handle = self.connection.handle
+        if self.dialect in SESSION_SETUP:
+            with self._cursor(SESSION_SETUP[self.dialect]):
+                pass
 
     def close(self) -> None:
         try:
@@ -105,26 +125,33 @@ class DbtConnectionWarehouse(Warehouse):
     def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
         with self._cursor(sql) as cur:
             names = _names(cur)
+            chunks = _row_chunks(cur, batch_size)
             while True:
-                rows = _fetch(cur.fetchmany, batch_size, self)
+                try:
+                    rows = next(chunks, None)
+                except Exception as exc:  # noqa: BLE001 - a driver's own error type, wrapped here
+                    raise self._failed(exc) from exc
                 if not rows:
                     return
                 yield from rows_to_arrow(names, rows).to_batches()
 
     @contextmanager
     def spine(self, table: pa.Table) -> Iterator[exp.Table]:
-        if self.dialect not in TEMPORARY_TABLES:
+        kind = SPINE_HOLDERS.get(self.dialect)
+        if kind is None:
             raise WarehouseError(
                 f"target {self.target!r} ({self.adapter_type}): dbt-features cannot upload a "
                 "spine file there; make the spine a dbt model or source and pass its name.")
-        name = _spine_name()
-        target = exp.table_(exp.to_identifier(name, quoted=True))
-        self._run([_create_spine(target, table, self.dialect),
-                   *(_insert_spine(target, chunk) for chunk in table.to_batches(SPINE_CHUNK))])
+        target = exp.table_(exp.to_identifier(_spine_name(), quoted=True))
+        if kind == "VIEW":
+            self._run([_spine_view(target, table)])
+        else:
+            self._run([_create_spine(target, table),
+                       *(_insert_spine(target, chunk) for chunk in table.to_batches(SPINE_CHUNK))])
         try:
             yield target
         finally:
-            self._run([exp.Drop(tables=[target.copy()], kind="TABLE", exists=True)])
+            self._run([exp.Drop(tables=[target.copy()], kind=kind, exists=True)])
 
     # -- cursor handling -----------------------------------------------------------------
 
@@ -175,11 +202,21 @@ def _open(target: str, adapter_type: str, credentials: Any) -> tuple[Any, Any]:
                              f"adapter: {_one_line(exc)}") from exc
 
 
-def _fetch(fetchmany: Callable[[int], list], size: int, warehouse: DbtConnectionWarehouse) -> list:
-    try:
-        return list(fetchmany(size))
-    except Exception as exc:  # noqa: BLE001 - a driver's own error type, wrapped here
-        raise warehouse._failed(exc) from exc
+def _row_chunks(cur: Any, size: int) -> Iterator[list]:
+    """The rows of an executed cursor, ``size`` at a time. dbt-spark's ``session`` cursor has
+    no ``fetchmany`` (its ``fetchall`` collects the whole result into the driver): its query's
+    DataFrame is read a partition at a time (``toLocalIterator``) instead."""
+    frame = getattr(cur, "_df", None)
+    if not hasattr(cur, "fetchmany") and frame is not None:
+        rows = frame.toLocalIterator(prefetchPartitions=True)
+        while chunk := list(islice(rows, size)):
+            yield chunk
+        return
+    if not hasattr(cur, "fetchmany"):
+        yield list(cur.fetchall() or [])
+        return
+    while chunk := list(cur.fetchmany(size)):
+        yield chunk
 
 
 def _names(cur: Any) -> list[str]:
@@ -209,36 +246,50 @@ _SPINE_TYPES = {"int64": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN", "date"
                 "string": "TEXT"}
 
 
-def _create_spine(target: exp.Table, table: pa.Table, dialect: str) -> exp.Expression:
-    def column_type(dtype: pa.DataType) -> exp.DataType:
-        if pa.types.is_timestamp(dtype):
-            return exp.DataType.build("TIMESTAMPTZ" if dtype.tz else "TIMESTAMP")
-        return exp.DataType.build(_SPINE_TYPES.get(arrow_logical(dtype) or "", "TEXT"))
+def _column_type(dtype: pa.DataType) -> exp.DataType:
+    if pa.types.is_timestamp(dtype):
+        return exp.DataType.build("TIMESTAMPTZ" if dtype.tz else "TIMESTAMP")
+    return exp.DataType.build(_SPINE_TYPES.get(arrow_logical(dtype) or "", "TEXT"))
 
+
+def _create_spine(target: exp.Table, table: pa.Table) -> exp.Expression:
     return exp.Create(
         kind="TABLE",
         this=exp.Schema(this=target.copy(), expressions=[
-            exp.ColumnDef(this=exp.to_identifier(f.name, quoted=True), kind=column_type(f.type))
+            exp.ColumnDef(this=exp.to_identifier(f.name, quoted=True), kind=_column_type(f.type))
             for f in table.schema]),
         properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
     )
 
 
+def _rows(batch: pa.RecordBatch | pa.Table) -> list[exp.Expression]:
+    """Each row as a tuple of literals, each cast to its column's type (a NULL too, so that a
+    ``VALUES`` list has a type for every column)."""
+    types = [_column_type(f.type) for f in batch.schema]
+    return [exp.Tuple(expressions=[_literal(v, t) for v, t in zip(row.values(), types)])
+            for row in batch.to_pylist()]
+
+
 def _insert_spine(target: exp.Table, batch: pa.RecordBatch) -> exp.Expression:
-    rows = [exp.Tuple(expressions=[_literal(v) for v in row.values()]) for row in batch.to_pylist()]
-    return exp.Insert(this=target.copy(), expression=exp.Values(expressions=rows))
+    return exp.Insert(this=target.copy(), expression=exp.Values(expressions=_rows(batch)))
 
 
-def _literal(value: Any) -> exp.Expression:
-    """A spine value as a SQL literal (timestamps as ISO text cast to timestamp)."""
+def _spine_view(target: exp.Table, table: pa.Table) -> exp.Expression:
+    alias = exp.TableAlias(this=exp.to_identifier("spine"), columns=[
+        exp.to_identifier(name, quoted=True) for name in table.column_names])
+    values = exp.Values(expressions=_rows(table), alias=alias)
+    return exp.Create(kind="VIEW", this=target.copy(), expression=exp.select("*").from_(values),
+                      properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
+
+
+def _literal(value: Any, kind: exp.DataType) -> exp.Expression:
+    """A spine value as a SQL literal of its column's type (timestamps as ISO text, cast)."""
     if value is None:
-        return exp.Null()
+        return exp.cast(exp.Null(), kind.copy())
     if isinstance(value, bool):
         return exp.Boolean(this=value)
     if isinstance(value, (int, float)):
         return exp.Literal.number(repr(value))
     if hasattr(value, "isoformat"):
-        kind = "TIMESTAMPTZ" if getattr(value, "tzinfo", None) else (
-            "TIMESTAMP" if hasattr(value, "hour") else "DATE")
-        return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build(kind))
+        return exp.cast(exp.Literal.string(value.isoformat()), kind.copy())
     return exp.Literal.string(str(value))

@@ -45,6 +45,8 @@ MARKERS = {
                     "or another process", INTEGRATION_NAMES),
     "postgres": ("needs the PostgreSQL server on 127.0.0.1:5432", POSTGRES_NAMES),
     "redis": ("needs the shared Redis server on 127.0.0.1:6379", REDIS_NAMES),
+    "spark": ("needs dbt-spark[session], pyspark and Java 17: `make test-spark` runs these",
+              set()),
 }
 # What a unit test must never do (Python's audit events for them).
 OUTSIDE_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",

@@ -72,17 +72,25 @@ def test_an_unknown_warehouse_choice_is_one_clear_error(duck_project: Path,
     assert not (duck_project / "out.parquet").exists()
 
 
-def test_spine_literals_keep_types(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A spine uploaded through a generic connection is inlined as typed literals."""
-    from dbt_features.dbt_connection import _create_spine, _insert_spine
+def test_spine_literals_keep_types() -> None:
+    """A spine uploaded through a generic connection is inlined as literals of its columns'
+    types (NULLs too, so that Spark's VALUES has a type for every column)."""
+    import datetime as dt
+
     from sqlglot import exp
 
-    import datetime as dt
+    from dbt_features.dbt_connection import _create_spine, _insert_spine, _spine_view
+
     table = pa.table({"id": [1, None], "at": [dt.datetime(2024, 1, 2, 3, 4, 5, 6), None],
                       "name": ["o'neil", None], "flag": [True, False]})
     target = exp.table_(exp.to_identifier("s", quoted=True))
-    assert _create_spine(target, table, "postgres").sql("postgres") == (
+    assert _create_spine(target, table).sql("postgres") == (
         'CREATE TEMPORARY TABLE "s" ("id" BIGINT, "at" TIMESTAMP, "name" TEXT, "flag" BOOLEAN)')
     assert _insert_spine(target, table.to_batches()[0]).sql("postgres") == (
         "INSERT INTO \"s\" VALUES (1, CAST('2024-01-02T03:04:05.000006' AS TIMESTAMP), "
-        "'o''neil', TRUE), (NULL, NULL, NULL, FALSE)")
+        "'o''neil', TRUE), (CAST(NULL AS BIGINT), CAST(NULL AS TIMESTAMP), CAST(NULL AS TEXT), "
+        "FALSE)")
+    assert _spine_view(target, table).sql("spark") == (
+        "CREATE TEMPORARY VIEW `s` AS SELECT * FROM VALUES (1, CAST('2024-01-02T03:04:05.000006' "
+        "AS TIMESTAMP), 'o\\'neil', TRUE), (CAST(NULL AS BIGINT), CAST(NULL AS TIMESTAMP), "
+        "CAST(NULL AS STRING), FALSE) AS spine(`id`, `at`, `name`, `flag`)")

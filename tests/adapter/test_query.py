@@ -84,6 +84,17 @@ def test_digest_compares_what_the_last_sync_settled_and_records_the_new_watermar
     assert "CASE WHEN FALSE" in first and "HASH(" in first
 
 
+def test_spark_digest_hashes_null_flags_and_sums_as_decimal() -> None:
+    """Spark's hashes skip NULL inputs, so each column's null flag is hashed with it; a sum of
+    BIGINT hashes overflows (an error under ANSI mode), so they are summed as DECIMAL."""
+    sql = digest_query(VIEW, "spark", NOW, None)
+    assert ("CAST(XXHASH64(`customer id`, `customer id` IS NULL, `at`, `at` IS NULL, `created`, "
+            "`created` IS NULL, `select`, `select` IS NULL) AS DECIMAL(38, 0))") in sql
+    with pytest.raises(DefinitionError, match="needs a row hash, which dbt-features has for "
+                                              "duckdb, spark, databricks, postgres only, not trino"):
+        digest_query(VIEW, "trino", NOW, None)
+
+
 @pytest.mark.parametrize("buckets,shards", [(1, 3), (7, 2), (853, 5), (8923, 4)])
 def test_bucket_aligned_shards_follow_the_online_layout(buckets: int, shards: int) -> None:
     """With ``shard_buckets``, shard k of n holds exactly the integer keys whose online-store

@@ -1,0 +1,122 @@
+"""Spark, for real: dbt-spark's ``session`` method (a local Spark in this process), queried
+through dbt's own connection. Runs under ``make test-spark`` (its own virtualenv with
+dbt-spark[session] and pyspark; Java 17); ``make test`` leaves it out.
+
+One project, built once by ``dbt run``: a view with created timestamps, many exact ties of
+event time, NULL values and a ttl, and a spine with entities the view lacks. Checked: the
+training set against the brute-force reference (model spine, Arrow spine and the dbt macro's
+model alike), then sync, reads and verify."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+pytestmark = pytest.mark.spark
+
+REPO = Path(__file__).resolve().parents[1]
+DBT = str(Path(sys.executable).parent / "dbt")
+NOW = 1_796_000_000
+
+EVENTS = """{{ config(meta={'feature_store': {'entity': 'entity_id', 'timestamp': 'event_at',
+    'created_timestamp': 'created_at', 'ttl': '3d', 'online': true}}) }}
+-- 40 distinct event times for 3,000 rows: many exact ties, broken by created time and values.
+select cast(pmod(id * 7919, 120) as bigint) as entity_id,
+       timestamp_seconds(%(now)d - pmod(id * 104729, 40) * 7200) as event_at,
+       case when pmod(id, 5) = 0 then null
+            else timestamp_seconds(%(now)d - pmod(id * 31, 40) * 7200 + 60) end as created_at,
+       case when pmod(id, 11) = 0 then null else cast(pmod(id * 37, 1000) as double) / 10 end as amount,
+       cast(pmod(id * 13, 5) as bigint) as n,
+       case when pmod(id, 7) = 0 then null else concat('c', cast(pmod(id, 3) as string)) end as label
+from range(0, 3000) as t(id)
+""" % {"now": NOW}
+
+SPINE = """-- Entities 120-139 are not in the view; times before, inside and past its ttl.
+select cast(pmod(id * 17, 140) as bigint) as entity_id,
+       timestamp_seconds(%(now)d - pmod(id * 7, 100) * 3600 + 1800) as at
+from range(0, 600) as t(id)
+""" % {"now": NOW}
+
+MACRO = """select * from {{ dbt_features.training_set(ref('spine'), ['events:*'], spine_timestamp='at') }}
+"""
+
+
+@pytest.fixture(scope="module")
+def spark_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("spark") / "project"
+    (root / "models").mkdir(parents=True)
+    (root / "dbt_project.yml").write_text(
+        "name: sparkfs\nprofile: sparkfs\nmodels:\n  sparkfs:\n    +materialized: table\n")
+    (root / "packages.yml").write_text(f"packages:\n  - local: {REPO / 'dbt_package'}\n")
+    (root / "profiles.yml").write_text(
+        "sparkfs:\n  target: spark\n  outputs:\n    spark:\n      type: spark\n"
+        "      method: session\n      schema: fs\n      host: NA\n      threads: 1\n")
+    for name, sql in (("events", EVENTS), ("spine", SPINE), ("macro_set", MACRO)):
+        (root / "models" / f"{name}.sql").write_text(sql)
+    for args in (["deps"], ["run"]):
+        result = subprocess.run([DBT, *args, "--profiles-dir", str(root)], cwd=root,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # dbt-spark's session keeps its metastore and tables under the folder Spark starts in.
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        yield root
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def spark_store(spark_project: Path) -> Any:
+    from dbt_features import FeatureStore
+
+    return FeatureStore(project_dir=str(spark_project))
+
+
+def _reference(store: Any) -> list[tuple]:
+    from training_support import ViewData, reference
+
+    view = store.registry.view("events")
+    with store.warehouse() as wh:
+        rows = wh.arrow("SELECT * FROM fs.events").to_pylist()
+        spine = wh.arrow("SELECT * FROM fs.spine").to_pylist()
+    names = [f.name for f in view.features]
+    expected = reference(spine, "at", [ViewData(view, rows, None)], [[(n, n) for n in names]])
+    return sorted(_row(r, names) for r in expected)
+
+
+def _row(row: dict[str, Any], names: list[str]) -> tuple:
+    return (row["entity_id"], row["at"], *(row[n] for n in names))
+
+
+def test_training_sets_on_spark_match_the_reference(spark_store: Any) -> None:
+    with spark_store.warehouse() as wh:
+        assert type(wh).__name__ == "DbtConnectionWarehouse"
+    names = [f.name for f in spark_store.registry.view("events").features]
+    expected = _reference(spark_store)
+    found = sum(r[2] is not None or r[3] is not None for r in expected)
+    assert len(expected) == 600 and 100 < found < 600  # hits, misses and ttl misses all occur
+    from_model = spark_store.get_training_set("spine", ["events:*"], spine_timestamp="at")
+    assert sorted(_row(r, names) for r in from_model.to_pylist()) == expected
+    spine = from_model.select(["entity_id", "at"])
+    from_arrow = spark_store.get_training_set(spine, ["events:*"], spine_timestamp="at")
+    assert sorted(_row(r, names) for r in from_arrow.to_pylist()) == expected
+    with spark_store.warehouse() as wh:
+        macro = wh.arrow("SELECT * FROM fs.macro_set").to_pylist()
+    assert sorted(_row(r, names) for r in macro) == expected
+
+
+def test_sync_reads_and_verify_on_spark(spark_store: Any, redis_prefix: str) -> None:
+    first = spark_store.sync()[0]
+    assert first.mode == "full" and first.entities > 0
+    again = spark_store.sync()[0]
+    assert again.mode == "incremental" and again.keys == first.keys
+    report = spark_store.verify(sample=200)
+    assert report.mismatched == 0 and report.views[0].served > 0
+    got = spark_store.get_online_features(["events:*"], [{"entity_id": i} for i in range(125)])
+    assert {s.value for s in got.statuses[0][120:]} == {"not_found"}

@@ -60,6 +60,11 @@ for the spines of ``verify`` (a sample of keys); a big spine belongs in a model 
 Elsewhere a spine is a dbt model or source (a file spine is a usage error that says so)."""
 
 
+INSTANT_TYPES = {"spark": {"timestamp"}, "databricks": {"timestamp"}}
+"""Dialect -> the cursor's type names of columns holding an instant that the driver hands over
+as a naive datetime (Spark's ``TIMESTAMP`` is local-time-zone aware; the session is in UTC):
+they become UTC-aware Arrow timestamps, as a ``timestamptz`` is on the native paths."""
+
 SESSION_SETUP = {
     "postgres": "SET TIME ZONE 'UTC'",
     "duckdb": "SET TimeZone = 'UTC'",
@@ -120,11 +125,10 @@ class DbtConnectionWarehouse(Warehouse):
         if params:
             raise WarehouseError("dbt's adapter connections take no query parameters here")
         with self._cursor(sql) as cur:
-            return rows_to_arrow(_names(cur), cur.fetchall())
+            return self._table(cur, list(cur.fetchall() or []))
 
     def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
         with self._cursor(sql) as cur:
-            names = _names(cur)
             chunks = _row_chunks(cur, batch_size)
             while True:
                 try:
@@ -133,7 +137,7 @@ class DbtConnectionWarehouse(Warehouse):
                     raise self._failed(exc) from exc
                 if not rows:
                     return
-                yield from rows_to_arrow(names, rows).to_batches()
+                yield from self._table(cur, rows).to_batches()
 
     @contextmanager
     def spine(self, table: pa.Table) -> Iterator[exp.Table]:
@@ -154,6 +158,17 @@ class DbtConnectionWarehouse(Warehouse):
             self._run([exp.Drop(tables=[target.copy()], kind=kind, exists=True)])
 
     # -- cursor handling -----------------------------------------------------------------
+
+    def _table(self, cur: Any, rows: list) -> pa.Table:
+        table = rows_to_arrow(_names(cur), rows)
+        instants = INSTANT_TYPES.get(self.dialect, set())
+        for i, column in enumerate(cur.description or ()):
+            field = table.schema.field(i)
+            if (str(column[1]).lower() in instants and pa.types.is_timestamp(field.type)
+                    and field.type.tz is None):
+                table = table.set_column(i, field.name, table.column(i).cast(
+                    pa.timestamp(field.type.unit, tz="UTC")))
+        return table
 
     @contextmanager
     def _cursor(self, sql: str) -> Iterator[Any]:
@@ -248,7 +263,8 @@ _SPINE_TYPES = {"int64": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN", "date"
 
 def _column_type(dtype: pa.DataType) -> exp.DataType:
     if pa.types.is_timestamp(dtype):
-        return exp.DataType.build("TIMESTAMPTZ" if dtype.tz else "TIMESTAMP")
+        # NTZ: a naive time stays naive (Spark's plain TIMESTAMP is an instant).
+        return exp.DataType.build("TIMESTAMPTZ" if dtype.tz else "TIMESTAMPNTZ")
     return exp.DataType.build(_SPINE_TYPES.get(arrow_logical(dtype) or "", "TEXT"))
 
 
@@ -275,10 +291,15 @@ def _insert_spine(target: exp.Table, batch: pa.RecordBatch) -> exp.Expression:
 
 
 def _spine_view(target: exp.Table, table: pa.Table) -> exp.Expression:
-    alias = exp.TableAlias(this=exp.to_identifier("spine"), columns=[
-        exp.to_identifier(name, quoted=True) for name in table.column_names])
-    values = exp.Values(expressions=_rows(table), alias=alias)
-    return exp.Create(kind="VIEW", this=target.copy(), expression=exp.select("*").from_(values),
+    """``CREATE TEMPORARY VIEW`` over the rows as ``VALUES`` (none: typed NULLs, no row)."""
+    if table.num_rows:
+        alias = exp.TableAlias(this=exp.to_identifier("spine"), columns=[
+            exp.to_identifier(name, quoted=True) for name in table.column_names])
+        query = exp.select("*").from_(exp.Values(expressions=_rows(table), alias=alias))
+    else:
+        query = exp.select(*(exp.alias_(exp.cast(exp.Null(), _column_type(f.type)), f.name, quoted=True)
+                             for f in table.schema)).where(exp.false())
+    return exp.Create(kind="VIEW", this=target.copy(), expression=query,
                       properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
 
 

@@ -74,7 +74,8 @@ def test_an_unknown_warehouse_choice_is_one_clear_error(duck_project: Path,
 
 def test_spine_literals_keep_types() -> None:
     """A spine uploaded through a generic connection is inlined as literals of its columns'
-    types (NULLs too, so that Spark's VALUES has a type for every column)."""
+    types (NULLs too, so that Spark's VALUES has a type for every column; a naive time stays
+    naive: TIMESTAMP_NTZ on Spark, whose TIMESTAMP is an instant)."""
     import datetime as dt
 
     from sqlglot import exp
@@ -92,5 +93,9 @@ def test_spine_literals_keep_types() -> None:
         "FALSE)")
     assert _spine_view(target, table).sql("spark") == (
         "CREATE TEMPORARY VIEW `s` AS SELECT * FROM VALUES (1, CAST('2024-01-02T03:04:05.000006' "
-        "AS TIMESTAMP), 'o\\'neil', TRUE), (CAST(NULL AS BIGINT), CAST(NULL AS TIMESTAMP), "
+        "AS TIMESTAMP_NTZ), 'o\\'neil', TRUE), (CAST(NULL AS BIGINT), CAST(NULL AS TIMESTAMP_NTZ), "
         "CAST(NULL AS STRING), FALSE) AS spine(`id`, `at`, `name`, `flag`)")
+    assert _spine_view(target, table.slice(0, 0)).sql("spark") == (
+        "CREATE TEMPORARY VIEW `s` AS SELECT CAST(NULL AS BIGINT) AS `id`, CAST(NULL AS "
+        "TIMESTAMP_NTZ) AS `at`, CAST(NULL AS STRING) AS `name`, CAST(NULL AS BOOLEAN) AS `flag` "
+        "WHERE FALSE")

@@ -5,7 +5,9 @@ dbt-spark[session] and pyspark; Java 17); ``make test`` leaves it out.
 One project, built once by ``dbt run``: a view with created timestamps, many exact ties of
 event time, NULL values and a ttl, and a spine with entities the view lacks. Checked: the
 training set against the brute-force reference (model spine, Arrow spine and the dbt macro's
-model alike), then sync, reads and verify."""
+model alike), then sync, reads and verify; and the randomized point-in-time cases of
+``test_pit.py`` (ties, ttl, created timestamps, missing entities, time zones), run on Spark
+against the same brute-force reference."""
 
 from __future__ import annotations
 
@@ -15,7 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+
+from dbt_features.relation import Relation
+from test_pit import build, check, scenario
 
 pytestmark = pytest.mark.spark
 
@@ -120,3 +127,36 @@ def test_sync_reads_and_verify_on_spark(spark_store: Any, redis_prefix: str) -> 
     assert report.mismatched == 0 and report.views[0].served > 0
     got = spark_store.get_online_features(["events:*"], [{"entity_id": i} for i in range(125)])
     assert {s.value for s in got.statuses[0][120:]} == {"not_found"}
+
+
+@pytest.fixture(scope="module")
+def spark_warehouse(spark_project: Path) -> Any:
+    """Opens dbt's connection to the Spark target (the session outlives each connection)."""
+    from dbt_features.dbt_connection import DbtConnectionWarehouse
+    from dbt_features.project import DbtOptions, find_project, load_credentials
+
+    adapter_type, credentials = load_credentials(find_project(DbtOptions(project_dir=str(spark_project))))
+    return lambda: DbtConnectionWarehouse("spark", adapter_type, credentials)
+
+
+def _write_views(warehouse: Any, tables: dict[str, pa.Table]) -> None:
+    """Each table as a temporary view of the Spark session, as an uploaded spine is held."""
+    from sqlglot import exp
+
+    from dbt_features.dbt_connection import _spine_view
+
+    with warehouse() as wh:
+        for name, table in tables.items():
+            target = exp.table_(exp.to_identifier(name, quoted=True))
+            wh._run([exp.Drop(tables=[target.copy()], kind="VIEW", exists=True),
+                     _spine_view(target, table)])
+
+
+@settings(max_examples=int(os.environ.get("SPARK_PIT_EXAMPLES", "12")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(s=scenario())
+def test_spark_matches_the_reference(spark_warehouse: Any, s: dict[str, Any]) -> None:
+    views, tables, spine = build(s, None)
+    _write_views(spark_warehouse, tables)
+    check(s, views, spine, "spark", spark_warehouse, Relation(None, None, "spine"))

@@ -282,12 +282,7 @@ def _col(name: str) -> exp.Column:
 
 def _source(view: FeatureView, dialect: str, from_sql: bool) -> exp.Expression:
     if view.materialized != "ephemeral" and not from_sql:
-        rel = view.relation
-        return exp.Table(
-            this=exp.to_identifier(rel.identifier, quoted=True),
-            db=exp.to_identifier(rel.schema, quoted=True) if rel.schema else None,
-            catalog=exp.to_identifier(rel.database, quoted=True) if rel.database else None,
-        )
+        return pit.view_table(view)
     remedy = "materialize it as a table or view instead of ephemeral, and sync without --from-sql"
     return compiled_query(view, dialect, remedy).subquery(exp.to_identifier(SOURCE, quoted=True))
 

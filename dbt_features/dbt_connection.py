@@ -23,8 +23,9 @@ from sqlglot import exp
 from .errors import WarehouseError
 from .pg_values import rows_to_arrow
 from .relation import Relation
-from .types import arrow_logical
-from .warehouse import Warehouse, _spine_name, dialect_for
+from .pit import relation_table
+from .warehouse import (Warehouse, _spine_name, create_temporary_table, dialect_for,
+                        spine_column_type)
 
 SPINE_CHUNK = 1_000
 """Spine rows per ``INSERT`` statement (values inlined as literals: the DB-API parameter style
@@ -41,7 +42,7 @@ def _describe_information_schema(relation: Relation) -> exp.Expression:
 
 
 def _describe_table(relation: Relation) -> exp.Expression:
-    return exp.Describe(this=_table(relation), kind="TABLE")
+    return exp.Describe(this=relation_table(relation), kind="TABLE")
 
 
 DESCRIBE: dict[str, Callable[[Relation], exp.Expression]] = {
@@ -150,7 +151,7 @@ class DbtConnectionWarehouse(Warehouse):
         if kind == "VIEW":
             self._run([_spine_view(target, table)])
         else:
-            self._run([_create_spine(target, table),
+            self._run([create_temporary_table(target, table.schema),
                        *(_insert_spine(target, chunk) for chunk in table.to_batches(SPINE_CHUNK))])
         try:
             yield target
@@ -249,39 +250,10 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:500] or type(exc).__name__
 
 
-def _table(relation: Relation) -> exp.Table:
-    return exp.Table(
-        this=exp.to_identifier(relation.identifier, quoted=True),
-        db=exp.to_identifier(relation.schema, quoted=True) if relation.schema else None,
-        catalog=exp.to_identifier(relation.database, quoted=True) if relation.database else None,
-    )
-
-
-_SPINE_TYPES = {"int64": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN", "date": "DATE",
-                "string": "TEXT"}
-
-
-def _column_type(dtype: pa.DataType) -> exp.DataType:
-    if pa.types.is_timestamp(dtype):
-        # NTZ: a naive time stays naive (Spark's plain TIMESTAMP is an instant).
-        return exp.DataType.build("TIMESTAMPTZ" if dtype.tz else "TIMESTAMPNTZ")
-    return exp.DataType.build(_SPINE_TYPES.get(arrow_logical(dtype) or "", "TEXT"))
-
-
-def _create_spine(target: exp.Table, table: pa.Table) -> exp.Expression:
-    return exp.Create(
-        kind="TABLE",
-        this=exp.Schema(this=target.copy(), expressions=[
-            exp.ColumnDef(this=exp.to_identifier(f.name, quoted=True), kind=_column_type(f.type))
-            for f in table.schema]),
-        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
-    )
-
-
 def _rows(batch: pa.RecordBatch | pa.Table) -> list[exp.Expression]:
     """Each row as a tuple of literals, each cast to its column's type (a NULL too, so that a
     ``VALUES`` list has a type for every column)."""
-    types = [_column_type(f.type) for f in batch.schema]
+    types = [spine_column_type(f.type) for f in batch.schema]
     return [exp.Tuple(expressions=[_literal(v, t) for v, t in zip(row.values(), types)])
             for row in batch.to_pylist()]
 
@@ -297,7 +269,7 @@ def _spine_view(target: exp.Table, table: pa.Table) -> exp.Expression:
             exp.to_identifier(name, quoted=True) for name in table.column_names])
         query = exp.select("*").from_(exp.Values(expressions=_rows(table), alias=alias))
     else:
-        query = exp.select(*(exp.alias_(exp.cast(exp.Null(), _column_type(f.type)), f.name, quoted=True)
+        query = exp.select(*(exp.alias_(exp.cast(exp.Null(), spine_column_type(f.type)), f.name, quoted=True)
                              for f in table.schema)).where(exp.false())
     return exp.Create(kind="VIEW", this=target.copy(), expression=query,
                       properties=exp.Properties(expressions=[exp.TemporaryProperty()]))

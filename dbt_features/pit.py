@@ -34,6 +34,7 @@ from sqlglot import exp
 
 from .errors import UsageError
 from .registry import FeatureView
+from .relation import Relation
 from .timestamps import utc, view_timestamp_kind
 
 PREFIX = "__dbt_features_"
@@ -338,7 +339,12 @@ def _keys_equal(view: FeatureView, left: str, right: str) -> list[exp.Expression
 
 def view_table(view: FeatureView) -> exp.Table:
     """The view's relation, as the manifest names it, every part quoted."""
-    parts = view.relation.parts()
+    return relation_table(view.relation)
+
+
+def relation_table(relation: Relation) -> exp.Table:
+    """A relation as a table expression, every part quoted."""
+    parts = relation.parts()
     return exp.table_(
         _ident(parts[-1]),
         db=_ident(parts[-2]) if len(parts) > 1 else None,

@@ -301,18 +301,7 @@ class PostgresWarehouse(Warehouse):
 
         name = _spine_name()
         target = exp.table_(exp.to_identifier(name, quoted=True))
-        create = exp.Create(
-            kind="TABLE",
-            this=exp.Schema(
-                this=target.copy(),
-                expressions=[
-                    exp.ColumnDef(this=exp.to_identifier(f.name, quoted=True),
-                                  kind=exp.DataType.build(_pg_type(f.type), dialect="postgres"))
-                    for f in table.schema
-                ],
-            ),
-            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
-        )
+        create = create_temporary_table(target, table.schema)
         buffer = io.BytesIO()
         pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=False))
         buffer.seek(0)
@@ -345,15 +334,27 @@ def _pg_error(what: str, exc: Exception) -> WarehouseError:
     return WarehouseError(f"PostgreSQL {what}: {text}")
 
 
-_PG_TYPES = {"int64": "bigint", "double": "double precision", "bool": "boolean",
-             "date": "date", "string": "text"}
+_SPINE_TYPES = {"int64": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN", "date": "DATE",
+                "string": "TEXT"}
 
 
-def _pg_type(dtype: pa.DataType) -> str:
-    """The PostgreSQL column type for an Arrow type of an uploaded spine."""
+def spine_column_type(dtype: pa.DataType) -> exp.DataType:
+    """The column type an uploaded spine's Arrow column gets (rendered per dialect)."""
     if pa.types.is_timestamp(dtype):
-        return "timestamptz" if dtype.tz else "timestamp"
-    return _PG_TYPES.get(arrow_logical(dtype) or "", "text")
+        # NTZ: a naive time stays naive (Spark's plain TIMESTAMP is an instant).
+        return exp.DataType.build("TIMESTAMPTZ" if dtype.tz else "TIMESTAMPNTZ")
+    return exp.DataType.build(_SPINE_TYPES.get(arrow_logical(dtype) or "", "TEXT"))
+
+
+def create_temporary_table(target: exp.Table, schema: pa.Schema) -> exp.Expression:
+    """``CREATE TEMPORARY TABLE`` with a column per field of ``schema``, for an uploaded spine."""
+    return exp.Create(
+        kind="TABLE",
+        this=exp.Schema(this=target.copy(), expressions=[
+            exp.ColumnDef(this=exp.to_identifier(f.name, quoted=True), kind=spine_column_type(f.type))
+            for f in schema]),
+        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+    )
 
 
 WAREHOUSES: dict[str, type[Warehouse]] = {

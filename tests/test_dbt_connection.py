@@ -80,12 +80,13 @@ def test_spine_literals_keep_types() -> None:
 
     from sqlglot import exp
 
-    from dbt_features.dbt_connection import _create_spine, _insert_spine, _spine_view
+    from dbt_features.dbt_connection import _insert_spine, _spine_view
+    from dbt_features.warehouse import create_temporary_table
 
     table = pa.table({"id": [1, None], "at": [dt.datetime(2024, 1, 2, 3, 4, 5, 6), None],
                       "name": ["o'neil", None], "flag": [True, False]})
     target = exp.table_(exp.to_identifier("s", quoted=True))
-    assert _create_spine(target, table).sql("postgres") == (
+    assert create_temporary_table(target, table.schema).sql("postgres") == (
         'CREATE TEMPORARY TABLE "s" ("id" BIGINT, "at" TIMESTAMP, "name" TEXT, "flag" BOOLEAN)')
     assert _insert_spine(target, table.to_batches()[0]).sql("postgres") == (
         "INSERT INTO \"s\" VALUES (1, CAST('2024-01-02T03:04:05.000006' AS TIMESTAMP), "

@@ -27,12 +27,14 @@ from urllib.parse import unquote
 import redis
 import yaml
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 from redis.retry import Retry
 
 from dbt_features.errors import OnlineStoreError, UsageError
 from dbt_features.project import PROJECT_FILE, Project, target_name
 
+from .cluster import Client, cluster_enabled
 from .embedded import EmbeddedServer
 
 URL_ENV = "DBT_FEATURES_REDIS_URL"
@@ -134,8 +136,12 @@ def check_url(url: str, source: str) -> None:
             f"online store URL from {source} ({mask_url(url)}) must start with redis://, "
             f"rediss:// (TLS) or unix://, {_URL_EXAMPLE}."
         )
+    if "," in url and scheme == "unix":
+        raise UsageError(f"online store URL from {source} ({mask_url(url)}) lists several "
+                         "hosts, which only a Redis Cluster's redis:// or rediss:// URL may.")
     try:
-        parse_url(url)
+        for seed in seed_urls(url):
+            parse_url(seed)
     except ValueError as exc:
         text = str(exc)
         if "IPv6" in text:
@@ -152,6 +158,17 @@ def check_url(url: str, source: str) -> None:
             f"online store URL from {source} ({mask_url(url)}) is not valid: {problem}; "
             f"{_URL_EXAMPLE}."
         ) from None
+
+
+def seed_urls(url: str) -> list[str]:
+    """One URL per host of ``url``: a Redis Cluster's URL may list several nodes to start from,
+    ``redis://:PASSWORD@host1:7000,host2:7001/0``, so that any one of them being down does not
+    stop a command."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, location = rest.rpartition("@")
+    end = min([i for i in (location.find("/"), location.find("?")) if i >= 0], default=len(location))
+    hosts, tail = location[:end], location[end:]
+    return [f"{scheme}{sep}{userinfo}{at}{host}{tail}" for host in hosts.split(",")]
 
 
 def _safe_repr(value: Any) -> str:
@@ -200,11 +217,12 @@ def _secrets(url: str | None) -> set[str]:
     return {s for s in found if s}
 
 
-def connect(config: OnlineConfig) -> tuple[redis.Redis, "EmbeddedServer | None"]:
-    """A checked client (one PING) and, for the embedded default, the server handle.
+def connect(config: OnlineConfig, *, timeout: float = SOCKET_TIMEOUT_S) -> tuple[Client, "EmbeddedServer | None"]:
+    """A checked client (one PING) and, for the embedded default, the server handle. A URL
+    that names a node of a Redis Cluster gives a cluster client (``cluster``).
 
     Unreachable servers and refused passwords become one ``OnlineStoreError`` within a few
-    seconds: no retries, short connect timeout.
+    seconds: no retries, short connect timeout (``timeout`` bounds each command).
     """
     server = None
     if config.url is None:
@@ -213,18 +231,58 @@ def connect(config: OnlineConfig) -> tuple[redis.Redis, "EmbeddedServer | None"]
     else:
         url = config.url
         check_url(url, config.source)
-    client = redis.Redis.from_url(
-        url,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
-    ping(client, config)
+    options: dict[str, Any] = dict(
+        socket_connect_timeout=min(CONNECT_TIMEOUT_S, timeout), socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0), health_check_interval=0)
+    seeds = seed_urls(url)
+    client, seed = _first_answering(seeds, config, options)
     if server is not None:
         server.clients.append(client)
-    return client, server
+        return client, server
+    try:
+        clustered = cluster_enabled(client)
+    except (redis.RedisError, OSError) as exc:
+        raise OnlineStoreError(f"Redis at {config.shown} did not answer INFO: "
+                               f"{config.scrub(_first_line(exc))}") from exc
+    if not clustered:
+        if len(seeds) > 1:
+            client.close()
+            raise UsageError(
+                f"online store URL from {config.source} ({config.shown}) lists several hosts, "
+                "but they are not a Redis Cluster: name one host.")
+        return client, None
+    client.close()
+    return open_cluster(seed, [s for s in seeds if s != seed], config, options), None
+
+
+def _first_answering(seeds: list[str], config: OnlineConfig,
+                     options: dict[str, Any]) -> tuple[redis.Redis, str]:
+    """A client of the first of ``seeds`` that answers PING (else the first one's error)."""
+    first: OnlineStoreError | None = None
+    for seed in seeds:
+        client = redis.Redis.from_url(seed, retry_on_timeout=False, **options)
+        try:
+            ping(client, config)
+            return client, seed
+        except OnlineStoreError as exc:
+            client.close()
+            first = first or exc
+    assert first is not None
+    raise first
+
+
+def open_cluster(url: str, others: list[str], config: OnlineConfig,
+                 options: dict[str, Any]) -> RedisCluster:
+    """redis-py's cluster client from the node in ``url`` (it learns the rest; ``others`` are
+    the URL's other hosts, to start from when that node is down)."""
+    if int(parse_url(url).get("db") or 0) != 0:
+        raise _cluster_database(config)
+    nodes = [ClusterNode(parsed["host"], parsed["port"]) for parsed in map(parse_url, others)]
+    try:
+        return RedisCluster.from_url(url, startup_nodes=nodes, **options)
+    except (redis.RedisError, OSError) as exc:
+        raise OnlineStoreError(f"cannot open the Redis Cluster at {config.shown}: "
+                               f"{config.scrub(_first_line(exc))}") from exc
 
 
 def ping(client: redis.Redis, config: OnlineConfig) -> None:
@@ -250,6 +308,8 @@ def ping(client: redis.Redis, config: OnlineConfig) -> None:
                 f"Redis at {config.shown} needs a password ({said(exc)}): put it in the "
                 f"URL from {config.source}, {_URL_EXAMPLE}."
             ) from exc
+        if "SELECT is not allowed in cluster mode" in text:
+            raise _cluster_database(config) from exc
         raise OnlineStoreError(f"Redis at {config.shown} refused PING: {said(exc)}") from exc
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise OnlineStoreError(
@@ -262,6 +322,12 @@ def ping(client: redis.Redis, config: OnlineConfig) -> None:
             f"the server at {config.shown} (from {config.source}) does not speak the Redis "
             f"protocol ({said(exc)}): check the host and port."
         ) from exc
+
+
+def _cluster_database(config: OnlineConfig) -> UsageError:
+    return UsageError(
+        f"online store URL from {config.source} ({config.shown}) names a database other than "
+        "0, but a Redis Cluster has only database 0: drop it from the URL.")
 
 
 def _has_password(url: str | None) -> bool:

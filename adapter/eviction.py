@@ -4,11 +4,13 @@ otherwise; ``status`` reports keys the server evicted."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
 from dbt_features.errors import OnlineStoreError
+
+from .cluster import Client, node_infos
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,19 @@ class MemoryPolicy:
         return f"maxmemory {self.maxmemory:,} bytes, maxmemory-policy {self.policy}"
 
 
-def memory_policy(client: redis.Redis) -> MemoryPolicy:
-    """Read from INFO (answered by managed services that disable CONFIG)."""
-    info = client.info("memory") | client.info("stats")
-    return MemoryPolicy(int(info.get("maxmemory", 0) or 0), str(info.get("maxmemory_policy", "noeviction")),
-                        int(info.get("evicted_keys", 0) or 0))
+def memory_policy(client: Client) -> MemoryPolicy:
+    """Read from INFO (answered by managed services that disable CONFIG); on a Redis Cluster,
+    the first master that can evict (else the first), with the evictions of all of them."""
+    policies = [
+        MemoryPolicy(int(info.get("maxmemory", 0) or 0), str(info.get("maxmemory_policy", "noeviction")),
+                     int(info.get("evicted_keys", 0) or 0))
+        for info in node_infos(client, "memory", "stats")
+    ]
+    worst = next((p for p in policies if p.can_evict), policies[0])
+    return replace(worst, evicted_keys=sum(p.evicted_keys for p in policies))
 
 
-def check_eviction(client: redis.Redis, where: str, *, allow: bool) -> str | None:
+def check_eviction(client: Client, where: str, *, allow: bool) -> str | None:
     """Refuse a server that can evict keys (``OnlineStoreError``), or, when ``allow``, return
     the warning to show."""
     try:

@@ -11,6 +11,9 @@ view, ``G`` a generation number, ``B`` the generation's bucket count)::
                     value = its blob (``codec``); the hash expires at the latest event time +
                     ttl of its entries
 
+On a Redis Cluster the first three are ``{P:V}:gen``, ``{P:V}:meta`` and ``{P:V}:lock`` (one
+hash slot per view; ``cluster`` says why).
+
 An entity's bucket and field (``locate``, and ``encoder.locate_batch`` for whole batches):
 
 * a single integer key ``k``: bucket ``k mod B``, field ``k div B`` in decimal (floor
@@ -50,19 +53,24 @@ class Keys:
     """Key names of one key prefix."""
 
     prefix: str
-
-    def view_base(self, view: str) -> str:
-        return f"{self.prefix}:{view}:"
+    tagged: bool = False
+    """On a Redis Cluster: a view's meta, gen and lock keys share the hash tag ``{P:V}``
+    (one slot, for the publish step's script); see ``cluster``."""
 
     def meta(self, view: str) -> str:
-        return f"{self.prefix}:{view}:meta"
+        return self._view_key(view, "meta")
 
     def current(self, view: str) -> str:
         """A string key holding the current generation (read in the same call as values)."""
-        return f"{self.prefix}:{view}:gen"
+        return self._view_key(view, "gen")
 
     def lock(self, view: str) -> str:
-        return f"{self.prefix}:{view}:lock"
+        return self._view_key(view, "lock")
+
+    def _view_key(self, view: str, name: str) -> str:
+        if self.tagged:
+            return f"{{{self.prefix}:{view}}}:{name}"
+        return f"{self.prefix}:{view}:{name}"
 
     def generation(self, view: str, gen: int | str) -> str:
         """The prefix of every bucket key of one generation of a view."""

@@ -5,9 +5,10 @@
 one script call (``scripts.READ``) that returns each view's current generation and its
 entities' fields under the generation last seen (a script runs atomically: if every generation
 is still current, the values form one snapshot per view; after a full refresh was published,
-it reads again with the new generation) and decodes the blobs. Every value comes back with a status (present, not found,
-expired: outside the view's ttl as of now) and its event timestamp, in an ``OnlineResponse``
-that converts to a dict (Feast's shape) or to Arrow.
+it reads again with the new generation) and decodes the blobs; on a Redis Cluster, one such
+call per master, with the same guarantees (``cluster_read``). Every value comes back with a
+status (present, not found, expired: outside the view's ttl as of now) and its event
+timestamp, in an ``OnlineResponse`` that converts to a dict (Feast's shape) or to Arrow.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import redis
 from dbt_features.errors import OnlineStoreError
 from dbt_features.registry import FeatureView, Registry
 
+from .cluster import Client, is_cluster
+from .codec import FORMAT_VERSION, Codec, Schema
 from .config import EmbeddedServer, OnlineConfig, connect
 from .entity_keys import key_values, not_utf8
-from .codec import FORMAT_VERSION, Codec, Schema
 from .layout import Keys
 from .read_plan import Prepared, ReadPlan, locator, plan_read, view_reader
-from .script_call import ScriptCaller
-from .scripts import READ
+from .reader import open_reader
 from .response import OnlineResponse, Status
 from .status import ViewStatus, read_status
 
@@ -40,7 +41,7 @@ class OnlineStore:
 
     registry: Registry
     config: OnlineConfig
-    client: redis.Redis
+    client: Client
     server: EmbeddedServer | None = None
     _plans: dict[tuple[str, ...], ReadPlan] = field(default_factory=dict)
     _codecs: dict[tuple[str, str], tuple[Codec, dict[str, int]]] = field(default_factory=dict)
@@ -54,11 +55,10 @@ class OnlineStore:
         return cls(registry, config, client, server)
 
     def __post_init__(self) -> None:
-        self.keys = Keys(self.config.key_prefix)
+        self.keys = Keys(self.config.key_prefix, tagged=is_cluster(self.client))
         self._gen_keys: dict[str, str] = {}
         self._locators: dict[str, Any] = {}
-        self._read_sha = ""
-        self._calls = ScriptCaller(self.client)
+        self._reader = open_reader(self.client)
         self._ready: dict[tuple[str, ...], Prepared] = {}
         self._epoch = 0
         """Bumped whenever a view's cached generation changes (every ``Prepared`` goes stale)."""
@@ -128,17 +128,10 @@ class OnlineStore:
         return self._response(plan, ready, rows, replies, nv)
 
     def _read(self, keys: list[str], args: list[Any]) -> list[bytes | None]:
-        """One ``READ`` call (loaded on first use, and again after Redis lost its scripts)."""
-        for _attempt in range(2):
-            try:
-                if not self._read_sha:
-                    self._read_sha = self.client.script_load(READ)
-                return self._calls.evalsha(self._read_sha, keys, args)
-            except redis.exceptions.NoScriptError:
-                self._read_sha = ""
-            except (redis.RedisError, OSError) as exc:
-                raise self._read_failed(exc) from exc
-        raise OnlineStoreError(f"Redis at {self.where} keeps forgetting its scripts; retry.")
+        try:
+            return self._reader.read(keys, args)
+        except (redis.RedisError, OSError) as exc:
+            raise self._read_failed(exc) from exc
 
     def _response(self, plan: ReadPlan, ready: Prepared, rows: tuple[Mapping[str, Any], ...],
                   replies: list[bytes | None], offset: int) -> OnlineResponse:

@@ -48,26 +48,47 @@ class _Held:
             pass
 
 
+class Pending:
+    """A call sent and not yet answered."""
+
+    __slots__ = ("command", "held", "error", "resent")
+
+    def __init__(self, command: list[bytes], held: _Held) -> None:
+        self.command, self.held = command, held
+        self.error: BaseException | None = None
+        self.resent = False
+
+
 class ScriptCaller:
-    """``EVALSHA`` on the calling thread's own connection of ``client``'s pool."""
+    """``EVALSHA`` on the calling thread's own connection of ``client``'s pool; ``send`` and
+    ``receive`` apart let one thread have calls to several servers in flight."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.pool = client.connection_pool
         self._local = threading.local()
 
     def evalsha(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        command = [pack_command((b"EVALSHA", sha, len(keys), *keys, *args))]
+        return self.receive(self.send(sha, keys, args))
+
+    def send(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> Pending:
+        pending = Pending([pack_command((b"EVALSHA", sha, len(keys), *keys, *args))], self._held())
+        self._send(pending)
+        return pending
+
+    def receive(self, pending: Pending) -> Any:
         while True:
-            held = self._held()
-            conn = held.conn
+            held = pending.held
             try:
-                conn.send_packed_command(command, check_health=False)
-                reply = conn.read_response()
+                if pending.error is not None:
+                    raise pending.error
+                reply = held.conn.read_response()
             except redis.ResponseError:
                 raise  # the error reply was read: the connection is still in step
             except redis.ConnectionError:
                 self._drop(held)
-                if held.used:  # closed while idle (a Redis restart): reads may be sent again
+                if held.used and not pending.resent:  # closed while idle (a Redis restart)
+                    pending.held, pending.error, pending.resent = self._held(), None, True
+                    self._send(pending)  # reads change nothing: send it again, once
                     continue
                 raise
             except BaseException:
@@ -76,6 +97,16 @@ class ScriptCaller:
             held.used = True
             return reply
 
+    def discard(self, pending: Pending) -> None:
+        """Give up on a call's reply: its connection is closed (it would hold the reply)."""
+        self._drop(pending.held)
+
+    def _send(self, pending: Pending) -> None:
+        try:
+            pending.held.conn.send_packed_command(pending.command, check_health=False)
+        except BaseException as exc:  # noqa: BLE001 - raised by receive, which cleans up
+            pending.error = exc
+
     def _held(self) -> _Held:
         held = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
@@ -83,5 +114,6 @@ class ScriptCaller:
         return held
 
     def _drop(self, held: _Held) -> None:
-        self._local.held = None
+        if getattr(self._local, "held", None) is held:
+            self._local.held = None
         held.drop()

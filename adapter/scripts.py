@@ -2,7 +2,8 @@
 
 * ``WRITE_IF_NEWER``: incremental writes; a row never replaces one with a later event time
   (or, at the same event time, a later created time); the same times replace (a correction).
-* ``READ``: the generations being served and the values, in one atomic step.
+* ``READ``: the generations being served and the values, in one atomic step
+  (``READ_LOCAL``: the same on one master of a Redis Cluster).
 * ``COMMIT`` and the lock scripts: compare-and-set on the lock token, so a sync that lost its
   lock cannot publish anything.
 
@@ -61,6 +62,23 @@ return out
 """
 """A read in one step: ``KEYS`` are the views' ``P:V:gen`` keys (``ARGV[1]`` of them), then one
 bucket per value wanted, its field in ``ARGV``; returns the generations, then the blobs."""
+
+READ_LOCAL = """#!lua flags=allow-cross-slot-keys,no-writes
+local nv = tonumber(ARGV[1])
+local out = {}
+for i = 1, nv do out[i] = redis.call('GET', ARGV[1 + i]) end
+local n = nv
+for i = nv + 2, #ARGV, 2 do
+  n = n + 1
+  out[n] = redis.call('HGET', ARGV[i], ARGV[i + 1])
+end
+return out
+"""
+"""``READ`` for one master of a Redis Cluster, over the keys of many slots it serves:
+``ARGV[1]`` generation keys follow it, then key and field pairs. The keys are arguments, not
+``KEYS``: a cluster refuses declared keys of several slots in one call even with
+``allow-cross-slot-keys`` (Redis 7), which lets a script reach the node's own keys; a key the
+node does not serve fails the call, and the reader learns the slots again."""
 
 COMMIT = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then

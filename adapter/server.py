@@ -36,8 +36,6 @@ import time
 from typing import Any, Awaitable, Callable
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from dbt_features.errors import DbtFeaturesError, OnlineStoreError, UsageError
 from dbt_features.registry import FeatureRef, Registry
@@ -322,14 +320,7 @@ def open_server(registry: Registry, config: OnlineConfig, *, token: str | None =
     timeouts bound every request (not the CLI's long sync timeouts)."""
     from .config import connect
 
-    base, embedded = connect(config)
-    pool = base.connection_pool
-    kwargs = {**pool.connection_kwargs, "socket_timeout": REDIS_TIMEOUT_S,
-              "socket_connect_timeout": REDIS_TIMEOUT_S, "retry": Retry(NoBackoff(), 0)}
-    client = redis.Redis(connection_pool=redis.ConnectionPool(
-        connection_class=pool.connection_class, **kwargs))
-    if embedded is not None:
-        embedded.clients.append(client)
+    client, embedded = connect(config, timeout=REDIS_TIMEOUT_S)
     online = OnlineStore(registry, config, client, embedded)
     return FeatureServer(online, registry, token=token, request_timeout=request_timeout)
 

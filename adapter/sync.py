@@ -19,7 +19,6 @@ next ones meanwhile (``warehouse_read``): memory does not grow with the table.
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -39,16 +38,18 @@ from dbt_features.errors import (
 from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
-from .eviction import check_eviction
 from .encoder import BlobEncoder, ValueOutOfRange, locate_batch
+from .eviction import check_eviction
+from .generations import drop_dead_generations, drop_generation, new_generation, publish
 from .lock import SyncLock
 from .micros import iso_micros
-from .scripts import COMMIT, WRITE_IF_NEWER
+from .routing import BucketWriters
+from .scripts import WRITE_IF_NEWER
 from .servable import check_servable
 from .sync_plan import SyncPlan, plan_sync, reads_relation
 from .warehouse_read import bounded_memory, latest_batches
-from .writer import (Grouped, PipelinedWriter, bulk, evalsha_commands, full_hint, hset_commands,
-                     pexpireat_commands)
+from .writer import (Grouped, PipelinedWriter, bucket_spans, bulk, evalsha_commands, fixed_spans,
+                     full_hint, hset_commands, pexpireat_commands)
 
 if TYPE_CHECKING:
     from .online import OnlineStore
@@ -161,15 +162,15 @@ def sync_view(
             with bounded_memory(warehouse, reads_relation(view, options.from_sql)):
                 plan = plan_sync(view, warehouse, meta, now, full_refresh=options.full_refresh,
                                  from_sql=options.from_sql)
-                gen = _generation(online, view.name, plan, now)
+                gen = new_generation(online, view.name, plan, now)
                 try:
                     stats = _stream(online, view, warehouse, plan, gen, options, lock)
                 except WarehouseValueError as exc:
                     raise WarehouseValueError(f"feature view {view.name!r} ({view.file}): "
                                               f"{exc.message}", columns=exc.columns) from exc
             keys = stats.rows if plan.full else (_int(meta.get("keys")) or 0) + stats.created
-            _commit(online, view, lock.token, plan, gen, keys)
-            if plan.full and plan.previous_gen is not None:
+            replicated = publish(online, view, lock.token, plan, gen, keys)
+            if plan.full and plan.previous_gen is not None and replicated:
                 drop_generation(online, view.name, plan.previous_gen)
                 online.client.hdel(online.keys.meta(view.name), "retired")
     except (redis.RedisError, OSError) as exc:
@@ -182,20 +183,6 @@ def sync_view(
         seconds=time.perf_counter() - started, generation=int(gen.split(".")[0]),
         watermark=iso_micros(plan.state.watermark_us), fingerprint=view.fingerprint,
     )
-
-
-def _generation(online: "OnlineStore", view: str, plan: SyncPlan, now: datetime) -> str:
-    """The generation id written to: a new one for a full refresh (its number never repeats,
-    even after Redis lost the meta hash, and a random tag makes the id unique), else the
-    current one."""
-    if not plan.full:
-        return plan.current_id
-    meta_key = online.keys.meta(view)
-    online.client.hsetnx(meta_key, "gen_seq", int(now.timestamp()))
-    number = int(online.client.hincrby(meta_key, "gen_seq", 1))
-    gen = f"{number}.{secrets.token_hex(3)}"
-    online.client.hset(meta_key, mapping={"pending": number, "pending_started": now.isoformat()})
-    return gen
 
 
 _UNSET = np.iinfo(np.int64).min
@@ -238,7 +225,7 @@ def _stream(
         writes.finish(stats)
         broken = False
     finally:
-        writes.writer.close(broken=broken)
+        writes.writers.close(broken=broken)
     return stats
 
 
@@ -246,9 +233,10 @@ def _stream(
 class _Writes:
     """The writes of one sync into one generation: a full refresh sends plain ``HSET``s per
     bucket and sets each bucket's expiry once the rows are all in (the latest of its rows'), an
-    incremental sync the server-side compare (``WRITE_IF_NEWER``)."""
+    incremental sync the server-side compare (``WRITE_IF_NEWER``), in calls of one bucket each
+    on a Redis Cluster (a script's keys must share a slot there)."""
 
-    writer: PipelinedWriter
+    writers: BucketWriters
     base: bytes
     """The generation's key prefix; a bucket's key is this and its number."""
     ttl_ms: int
@@ -261,39 +249,58 @@ class _Writes:
     def open(cls, online: "OnlineStore", view: FeatureView, plan: SyncPlan, gen: str) -> "_Writes":
         ttl_ms = (view.ttl_seconds or 0) * 1000
         expiries = np.full(plan.schema.buckets, _UNSET, dtype=np.int64) if plan.full and ttl_ms else None
+        base = online.keys.generation(view.name, gen.split(".")[0]).encode()
         return cls(
-            writer=PipelinedWriter(online.client, online.config),
-            base=online.keys.generation(view.name, gen.split(".")[0]).encode(),
-            ttl_ms=ttl_ms, full=plan.full,
+            writers=BucketWriters.open(online.client, online.config, base, plan.schema.buckets),
+            base=base, ttl_ms=ttl_ms, full=plan.full,
             sha="" if plan.full else online.client.script_load(WRITE_IF_NEWER),
             head_size=plan.schema.head_size, expiries=expiries,
         )
 
     def batch(self, buckets: np.ndarray, fields: pa.Array, blobs: pa.Array, ets: np.ndarray) -> None:
+        for writer, rows in self.writers.parts(buckets):
+            if rows is None:
+                self._send(writer, buckets, fields, blobs, ets)
+            else:
+                taken = pa.array(rows)
+                self._send(writer, buckets[rows], fields.take(taken), blobs.take(taken), ets[rows])
+
+    def _send(self, writer: PipelinedWriter, buckets: np.ndarray, fields: pa.Array,
+              blobs: pa.Array, ets: np.ndarray) -> None:
         if self.full:
             groups = Grouped.of(buckets)
-            self.writer.send_counted(*hset_commands(self.base, groups, fields, blobs))
+            writer.send_counted(*hset_commands(self.base, groups, fields, blobs))
             if self.expiries is not None:
                 touched = groups.buckets
                 latest = groups.maxima(ets) // 1000 + self.ttl_ms
                 self.expiries[touched] = np.maximum(self.expiries[touched], latest)
             return
+        if self.writers.clustered:  # rows bucket by bucket, one call per bucket
+            order = Grouped.of(buckets)
+            rows = pa.array(order.order)
+            buckets, fields, blobs, ets = (buckets[order.order], fields.take(rows),
+                                           blobs.take(rows), ets[order.order])
+            spans = bucket_spans(order, CONDITIONAL_CHUNK)
+        else:
+            spans = fixed_spans(len(buckets), CONDITIONAL_CHUNK)
         pxat = pa.array(ets // 1000 + self.ttl_ms if self.ttl_ms else np.zeros(len(ets), np.int64))
         keys = pc.binary_join_element_wise(
             self.base, pa.array(buckets).cast(pa.string()).cast(pa.binary()), b"")
         args = pc.binary_join_element_wise(bulk(fields), bulk(blobs), bulk(pxat.cast(pa.string())), b"")
         lead = str(self.head_size).encode()
-        self.writer.send_commands(evalsha_commands(self.sha, keys, args, lead, CONDITIONAL_CHUNK))
+        writer.send_commands(evalsha_commands(self.sha, keys, args, lead, spans))
 
     def finish(self, stats: _Stats) -> None:
         """Set the buckets' expiries, wait for every reply and count what was written."""
         if self.expiries is not None and stats.rows:
             touched = np.flatnonzero(self.expiries != _UNSET)
-            self.writer.send_counted(pexpireat_commands(self.base, touched, self.expiries[touched]),
-                                     len(touched))
+            for writer, rows in self.writers.parts(touched):
+                chosen = touched if rows is None else touched[rows]
+                writer.send_counted(pexpireat_commands(self.base, chosen, self.expiries[chosen]),
+                                    len(chosen))
         if self.full:
             stats.written = stats.rows
-        for created_n, written_n in self.writer.flush():
+        for created_n, written_n in self.writers.flush():
             stats.created += int(created_n)
             stats.written += int(written_n)
 
@@ -308,65 +315,6 @@ def _encode(encoder: BlobEncoder, batch: pa.RecordBatch, view: FeatureView,
             f"feature view {view.name!r} ({view.file}): column {exc.column!r} holds {exc.value}, "
             f"which the online store cannot hold ({exc.limit}); cast or clamp it in the model."
         ) from exc
-
-
-def _commit(online: "OnlineStore", view: FeatureView, token: str, plan: SyncPlan, gen: str,
-            keys: int) -> None:
-    """Publish the sync's results (and, for a full refresh, its generation) in one step, only
-    if this sync still holds the lock."""
-    fields: dict[str, Any] = {"keys": keys, "fingerprint": view.fingerprint,
-                              "signature": plan.signature, "ttl_seconds": view.ttl_seconds or 0,
-                              "last_mode": "full" if plan.full else "incremental",
-                              "last_sync": iso_micros(plan.state.now_us, "seconds"),
-                              **plan.state.fields()}
-    drop: list[str] = []
-    if plan.full:
-        fields |= {"gen": gen.split(".")[0], "gen_id": gen, "schema": plan.schema.text()}
-        if plan.previous_gen is not None:
-            fields["retired"] = plan.previous_gen
-        drop = ["pending", "pending_started", *plan.state.absent()]
-    flat: list[Any] = []
-    for name, value in fields.items():
-        flat += [name, value]
-    keys_ = online.keys
-    try:
-        online.client.eval(COMMIT, 3, keys_.meta(view.name), keys_.lock(view.name),
-                           keys_.current(view.name), token, gen if plan.full else "",
-                           len(fields), *flat, *drop)
-    except redis.ResponseError as exc:
-        if "LOCKLOST" in str(exc):
-            raise OnlineStoreError(
-                "the sync lost its lock before publishing (it was stopped for over 30 s?); "
-                "nothing was published: run it again."
-            ) from exc
-        raise
-
-
-def drop_dead_generations(online: "OnlineStore", view: str, meta: dict[str, str]) -> None:
-    """Delete generations a killed sync left behind (called under the view's lock)."""
-    meta_key = online.keys.meta(view)
-    for field_name in ("pending", "retired"):
-        gen = meta.get(field_name)
-        if gen is not None and gen != meta.get("gen"):
-            drop_generation(online, view, gen)
-        if gen is not None:
-            online.client.hdel(meta_key, field_name, *(("pending_started",) if field_name == "pending" else ()))
-
-
-def drop_generation(online: "OnlineStore", view: str, gen: int | str) -> int:
-    """UNLINK every key of one generation of a view (SCAN, so Redis is never blocked)."""
-    client = online.client
-    pattern = online.keys.generation_pattern(view, gen)
-    removed = 0
-    chunk: list[bytes] = []
-    for key in client.scan_iter(match=pattern, count=10_000):
-        chunk.append(key)
-        if len(chunk) >= 5_000:
-            removed += client.unlink(*chunk)
-            chunk = []
-    if chunk:
-        removed += client.unlink(*chunk)
-    return removed
 
 
 def _meta(client: redis.Redis, key: str) -> dict[str, str]:

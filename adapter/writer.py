@@ -96,15 +96,27 @@ def pexpireat_commands(base: bytes, buckets: np.ndarray, at_ms: np.ndarray) -> m
         b"*3\r\n$9\r\nPEXPIREAT\r\n", bulk(keys), bulk(pa.array(at_ms).cast(pa.string())), b""))
 
 
-def evalsha_commands(sha: str, keys: pa.Array, args: pa.Array, lead: bytes, chunk: int) -> list[bytes]:
-    """``EVALSHA sha n k1..kn lead args1 ...`` per ``chunk`` rows (the conditional write):
+def fixed_spans(rows: int, size: int) -> list[tuple[int, int]]:
+    """``(start, count)`` of consecutive chunks of at most ``size`` rows."""
+    return [(start, min(size, rows - start)) for start in range(0, rows, size)]
+
+
+def bucket_spans(groups: Grouped, size: int) -> list[tuple[int, int]]:
+    """``fixed_spans`` within each bucket of rows already ordered by ``groups``."""
+    ends = np.append(groups.starts[1:], len(groups.order))
+    return [(start + offset, count) for start, end in zip(groups.starts.tolist(), ends.tolist())
+            for offset, count in fixed_spans(end - start, size)]
+
+
+def evalsha_commands(sha: str, keys: pa.Array, args: pa.Array, lead: bytes,
+                     spans: list[tuple[int, int]]) -> list[bytes]:
+    """``EVALSHA sha n k1..kn lead args1 ...`` per span of rows (the conditional write):
     ``args`` holds each row's arguments already framed as RESP bulk strings (``per_row`` of
     them), ``lead`` one leading argument."""
     key_parts = bulk(keys)
     per_row = 3
     out = []
-    for start in range(0, len(keys), chunk):
-        n = min(chunk, len(keys) - start)
+    for start, n in spans:
         count = str(n).encode()
         head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (
             4 + (1 + per_row) * n, sha.encode(), len(count), count,

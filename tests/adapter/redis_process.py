@@ -28,6 +28,8 @@ def redis_binary() -> str:
 class RedisProcess:
     """``with RedisProcess() as server:`` a private Redis at ``server.url``."""
 
+    restartable = True
+
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"

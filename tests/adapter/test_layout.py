@@ -7,6 +7,7 @@ from __future__ import annotations
 import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from dbt_features.serving.encoder import entity_suffixes, locate_batch
 from dbt_features.serving.layout import Keys, bucket_count, entity_suffix, locate, parse_field
@@ -35,6 +36,15 @@ def test_key_names_and_scan_patterns_escape_glob_characters() -> None:
     assert keys.meta("v") == "team[1]*:v:meta"
     assert keys.generation("v", 3) == "team[1]*:v:3:"
     assert keys.generation_pattern("v", 3) == "team\\[1\\]\\*:v:3:*"
+
+
+def test_on_a_cluster_a_views_publish_keys_share_one_slot_and_buckets_spread() -> None:
+    keys = Keys("p", tagged=True)
+    assert (keys.meta("v"), keys.current("v"), keys.lock("v")) == ("{p:v}:meta", "{p:v}:gen", "{p:v}:lock")
+    assert len({key_slot(k.encode()) for k in (keys.meta("v"), keys.current("v"), keys.lock("v"))}) == 1
+    assert keys.bucket("v", 3, 7) == Keys("p").bucket("v", 3, 7) == "p:v:3:7"
+    slots = {key_slot(keys.bucket("v", 3, b).encode()) for b in range(1000)}
+    assert len(slots) > 900
 
 
 def _agree(batch: pa.RecordBatch, names: list[str], dtypes: tuple[str, ...], rows: list[tuple],

@@ -155,7 +155,9 @@ class DuckDBWarehouse(Warehouse):
         try:
             reader = self.con.sql(sql).to_arrow_reader(batch_size)
             yield from reader
-        except duckdb.Error as exc:
+        except (duckdb.Error, OSError) as exc:
+            # An error met while streaming (running out of memory, above all) reaches us
+            # through Arrow's reader, as an OSError carrying DuckDB's message.
             raise WarehouseError(f"DuckDB query failed: {exc}") from exc
 
     @contextmanager

@@ -38,3 +38,41 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_a_shard_that_runs_out_of_memory_is_read_again_in_halves(tmp_path, monkeypatch,
+                                                                  redis_prefix: str) -> None:
+    """Under a memory bound too small for one pass (16 MB here, for 300k entities with a string
+    feature), the sync still serves every entity, its latest row: the read was split until
+    each part fitted."""
+    from dataclasses import replace
+
+    from dbt_features.serving import warehouse_read
+    from dbt_features.serving.config import OnlineConfig
+    from dbt_features.serving.online import OnlineStore
+    from dbt_features.serving.sync import SyncOptions, sync_view
+    from helpers import REDIS_URL
+    from training_support import duckdb_warehouse, make_registry, make_view
+
+    path = tmp_path / "features.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create table main.events as select i % 300000 as id, now()::timestamp - "
+                "to_seconds(i // 300000 * 60 + 60) as ts, 'label_' || (i * 7919 % 100000)::varchar"
+                " || repeat('x', 30) as s from range(1200000) r(i)")
+    con.close()
+    view = replace(make_view("events", "main", keys=[("id", "int64", "bigint")],
+                             timestamp=("ts", "timestamp"), created=None, ttl=None,
+                             features=[("s", "string", "varchar")]), online=True)
+    monkeypatch.setitem(warehouse_read.IN_PROCESS_SETTINGS, "duckdb",
+                        {"memory_limit": "16MB", "preserve_insertion_order": "false"})
+    config = OnlineConfig(REDIS_URL, redis_prefix, "a test", tmp_path / "unused")
+    online = OnlineStore.open(make_registry([view], "duckdb"), config)
+    try:
+        with duckdb_warehouse(path) as warehouse:
+            result = sync_view(online, view, warehouse, SyncOptions(full_refresh=True))
+        assert result.entities == 300_000
+        ids = [0, 1, 7, 299_999, 123_456]
+        got = online.get_online_features(["events:s"], [{"id": i} for i in ids]).values[0]
+        assert got == tuple(f"label_{i * 7919 % 100000}" + "x" * 30 for i in ids)
+    finally:
+        online.close()

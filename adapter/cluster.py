@@ -31,11 +31,16 @@ import numpy as np
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 from dbt_features.errors import OnlineStoreError
 
 Client = Union[redis.Redis, RedisCluster]
 """A client of a single Redis or of a Redis Cluster."""
+
+REDIS_FAILURES = (redis.RedisError, RedisClusterException, OSError)
+"""What a Redis call may raise when it fails: redis-py's cluster client raises some errors
+(a slot no node serves) outside ``RedisError``."""
 
 REPLICATION_TIMEOUT_MS = 5_000
 """How long a master may take to confirm its replicas have the sync's writes."""
@@ -96,8 +101,11 @@ class Topology:
         """Learn the slots again (after a failover, a resharding or a node lost)."""
         try:
             self.client.nodes_manager.initialize()
-        except (redis.RedisError, OSError) as exc:
-            raise OnlineStoreError(f"cannot learn the Redis Cluster's slots: {exc}") from exc
+        except (*REDIS_FAILURES, TypeError, IndexError) as exc:
+            # redis-py 8 fails on a slot range whose master is unknown (a failover under way)
+            # with a TypeError: the same "cannot learn the slots now".
+            raise OnlineStoreError(f"cannot learn the Redis Cluster's slots (a failover under "
+                                   f"way?): {exc}") from exc
         self._load()
 
     def node_index(self, key: bytes) -> int:

@@ -13,11 +13,12 @@ server answers 503 and recovers with the cluster).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
 from typing import Any, Sequence
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from .cluster import Topology
 from .script_call import Pending, ScriptCaller
@@ -37,6 +38,7 @@ class ClusterReader:
         self._callers: dict[str, ScriptCaller] = {}
         self._nodes: dict[str, int] = {}
         self._sha = ""
+        self._tags = itertools.count()
 
     def read(self, keys: Sequence[str], args: Sequence[Any]) -> list[bytes | None]:
         for attempt in range(2):
@@ -46,7 +48,8 @@ class ClusterReader:
                 self._sha = ""  # a replica promoted since: it never had the script
                 if attempt:
                     raise
-            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError,
+                    RedisClusterException) as exc:
                 if attempt or not _topology_changed(exc):
                     raise
                 self.topology.refresh()
@@ -56,46 +59,45 @@ class ClusterReader:
 
     def _read(self, keys: Sequence[str], args: Sequence[Any]) -> list[bytes | None]:
         nv = int(args[0])
-        out = self._call(keys[:nv], list(zip(keys[nv:], args[1:])))
+        out = self._call(keys, args[1:], nv)
         if None in out[nv:]:
             # Missing values count only if their generation is still served after they were
             # read (it may have been retired and deleted between reading gen and the values).
-            out[:nv] = self._call(keys[:nv], [])
+            out[:nv] = self._call(keys[:nv], (), nv)
         return out
 
-    def _call(self, heads: Sequence[str], pairs: list[tuple[str, Any]]) -> list[bytes | None]:
-        """``gen`` of each of ``heads``, then the field of each (key, field) pair."""
+    def _call(self, keys: Sequence[str], fields: Sequence[Any], nv: int) -> list[bytes | None]:
+        """``gen`` of each of the first ``nv`` keys, then the field of each other key (its
+        field in ``fields``): one script call per master, every call sent before any answer
+        is read. A master's call holds its keys in their order, so its answer maps back by
+        position."""
         if not self._sha:
             self._sha = self.client.script_load(READ_LOCAL)
-        calls = [_NodeCall() for _ in self.topology.nodes]
-        node_of = self._node_of
-        for i, key in enumerate(heads):
-            call = calls[node_of(key)]
-            call.head_at.append(i)
-            call.heads.append(key)
-        for j, (key, wanted) in enumerate(pairs):
-            call = calls[node_of(key)]
-            call.pair_at.append(j)
-            call.pairs += (key, wanted)
-        sent: list[tuple[Pending, ScriptCaller, _NodeCall]] = []
-        for node, call in enumerate(calls):
-            if call.head_at or call.pair_at:
+        known = self._nodes.get
+        nodes = [known(key) for key in keys]
+        if None in nodes:
+            nodes = [self._node_of(key) for key in keys]
+        tag = b"%d" % next(self._tags)
+        sent: list[tuple[Pending, ScriptCaller, list[int]]] = []
+        try:
+            for node in sorted(set(nodes)):
+                at = [i for i, n in enumerate(nodes) if n == node]
+                heads = [keys[i] for i in at if i < nv]
+                pairs = [part for i in at if i >= nv for part in (keys[i], fields[i - nv])]
                 caller = self._caller(node)
-                sent.append((caller.send(self._sha, (), (len(call.heads), *call.heads, *call.pairs)),
-                             caller, call))
-        nv = len(heads)
-        out: list[bytes | None] = [None] * (nv + len(pairs))
-        for k, (pending, caller, call) in enumerate(sent):
-            try:
-                reply = caller.receive(pending)
-            except BaseException:
-                for unread, other, _ in sent[k + 1:]:
-                    other.discard(unread)  # its reply is never read: the connection goes
-                raise
-            for i, value in zip(call.head_at, reply):
+                sent.append((caller.send(self._sha, (), (tag, len(heads), *heads, *pairs)),
+                             caller, at))
+            replies = [caller.receive(pending) for pending, caller, _ in sent]
+            if any(reply[0] != tag for reply in replies):
+                raise redis.ConnectionError("a Redis Cluster master answered another call")
+        except BaseException:
+            for pending, caller, _ in sent:
+                caller.discard(pending)  # a reply may be left unread: the connection goes
+            raise
+        out: list[bytes | None] = [None] * len(keys)
+        for reply, (_, _, at) in zip(replies, sent):
+            for i, value in zip(at, reply[1:]):
                 out[i] = value
-            for j, value in zip(call.pair_at, reply[len(call.head_at):]):
-                out[nv + j] = value
         return out
 
     def _node_of(self, key: str) -> int:
@@ -115,19 +117,8 @@ class ClusterReader:
         return caller
 
 
-@dataclass
-class _NodeCall:
-    """What one master is asked: positions in the answer, and the script's arguments."""
-
-    head_at: list[int] = field(default_factory=list)
-    heads: list[str] = field(default_factory=list)
-    pair_at: list[int] = field(default_factory=list)
-    pairs: list[Any] = field(default_factory=list)
-    """Key, field, key, field..."""
-
-
 def _topology_changed(exc: BaseException) -> bool:
     """A connection failure, or a refusal that says the slots moved."""
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, RedisClusterException)):
         return True
     return any(word in str(exc) for word in _MOVED)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import redis
 
 from dbt_features.errors import OnlineStoreError
 
-from .cluster import Client, node_infos
+from .cluster import REDIS_FAILURES, Client, node_infos
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ def check_eviction(client: Client, where: str, *, allow: bool) -> str | None:
     the warning to show."""
     try:
         policy = memory_policy(client)
-    except redis.RedisError as exc:
+    except REDIS_FAILURES as exc:
         raise OnlineStoreError(f"cannot read the memory settings of Redis at {where}: {exc}") from exc
     if not policy.can_evict:
         return None

@@ -20,7 +20,7 @@ from dbt_features.registry import FeatureView
 
 from .cluster import REPLICATION_TIMEOUT_MS, is_cluster
 from .micros import iso_micros
-from .scripts import COMMIT
+from .scripts import COMMIT, NEW_GENERATION
 from .sync_plan import SyncPlan
 
 if TYPE_CHECKING:
@@ -33,12 +33,14 @@ def new_generation(online: "OnlineStore", view: str, plan: SyncPlan, now: dateti
     current one."""
     if not plan.full:
         return plan.current_id
-    meta_key = online.keys.meta(view)
-    online.client.hsetnx(meta_key, "gen_seq", int(now.timestamp()))
-    number = int(online.client.hincrby(meta_key, "gen_seq", 1))
-    gen = f"{number}.{secrets.token_hex(3)}"
-    online.client.hset(meta_key, mapping={"pending": number, "pending_started": now.isoformat()})
-    return gen
+    args = (NEW_GENERATION, 1, online.keys.meta(view), int(now.timestamp()), now.isoformat())
+    number, replicated = _eval_replicated(online.client, args)
+    if not replicated:  # a failover could hand the same number out again
+        raise OnlineStoreError(
+            f"the Redis Cluster master of feature view {view!r} did not confirm on its replicas "
+            f"within {REPLICATION_TIMEOUT_MS / 1000:g} s that it numbered a new generation: "
+            "nothing was written; check the replicas, then sync again.")
+    return f"{number}.{secrets.token_hex(3)}"
 
 
 def publish(online: "OnlineStore", view: FeatureView, token: str, plan: SyncPlan, gen: str,
@@ -63,10 +65,7 @@ def publish(online: "OnlineStore", view: FeatureView, token: str, plan: SyncPlan
     args = (COMMIT, 3, keys_.meta(view.name), keys_.lock(view.name), keys_.current(view.name),
             token, gen if plan.full else "", len(fields), *flat, *drop)
     try:
-        if not is_cluster(online.client):
-            online.client.eval(*args)
-            return True
-        return _publish_replicated(online.client, keys_.meta(view.name), args)
+        return _eval_replicated(online.client, args)[1]
     except redis.ResponseError as exc:
         if "LOCKLOST" in str(exc):
             raise OnlineStoreError(
@@ -76,16 +75,20 @@ def publish(online: "OnlineStore", view: FeatureView, token: str, plan: SyncPlan
         raise
 
 
-def _publish_replicated(client: Any, meta_key: str, args: tuple[Any, ...]) -> bool:
-    """``COMMIT`` on the master of the view's slot, then ``WAIT`` on the same connection:
-    whether its replicas have the publish step (else the old generation is kept, for a
-    failover could bring back the ``gen`` that names it)."""
-    conn = client.get_node_from_key(meta_key).redis_connection
+def _eval_replicated(client: Any, args: tuple[Any, ...]) -> tuple[Any, bool]:
+    """``EVAL`` of a script on a view's meta slot (``args[2]`` its first key), and whether its
+    writes reached the replicas: on a Redis Cluster, ``WAIT`` on the same connection of the
+    slot's master, so that a failover cannot undo what it wrote (a generation's number, a
+    switch of ``gen``); a single Redis answers at once."""
+    if not is_cluster(client):
+        return client.eval(*args), True
+    conn = client.get_node_from_key(args[2]).redis_connection
     replicas = int(conn.info("replication").get("connected_slaves", 0) or 0)
     pipe = conn.pipeline(transaction=False)
     pipe.eval(*args)
     pipe.execute_command("WAIT", replicas, REPLICATION_TIMEOUT_MS)
-    return int(pipe.execute()[1]) >= replicas
+    result, acked = pipe.execute()
+    return result, int(acked) >= replicas
 
 
 def drop_dead_generations(online: "OnlineStore", view: str, meta: dict[str, str]) -> None:

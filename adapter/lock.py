@@ -14,10 +14,10 @@ import threading
 import uuid
 from datetime import datetime, timezone
 
-import redis
 
 from dbt_features.errors import OnlineStoreError
 
+from .cluster import REDIS_FAILURES, Client
 from .scripts import LOCK_REFRESH, LOCK_RELEASE, LOCK_STEAL
 
 LOCK_TTL_MS = 30_000
@@ -27,7 +27,7 @@ REFRESH_EVERY_S = 5.0
 class SyncLock:
     """``with SyncLock(client, key, view):`` holds the lock for the block."""
 
-    def __init__(self, client: redis.Redis, key: str, view: str) -> None:
+    def __init__(self, client: Client, key: str, view: str) -> None:
         self.client = client
         self.key = key
         self.view = view
@@ -58,7 +58,7 @@ class SyncLock:
             self._thread.join(timeout=2)
         try:
             self.client.eval(LOCK_RELEASE, 1, self.key, self.token)
-        except redis.RedisError:
+        except REDIS_FAILURES:
             pass  # the lock expires by itself
 
     def _keep_alive(self) -> None:
@@ -67,7 +67,7 @@ class SyncLock:
                 if not self.client.eval(LOCK_REFRESH, 1, self.key, self.token, LOCK_TTL_MS):
                     self.lost = True
                     return
-            except redis.RedisError:
+            except REDIS_FAILURES:
                 continue  # transient: the next refresh (or the commit check) decides
 
     def _take_over_dead(self, held: bytes) -> bool:

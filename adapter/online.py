@@ -22,7 +22,7 @@ import redis
 from dbt_features.errors import OnlineStoreError
 from dbt_features.registry import FeatureView, Registry
 
-from .cluster import Client, is_cluster
+from .cluster import REDIS_FAILURES, Client, is_cluster
 from .codec import FORMAT_VERSION, Codec, Schema
 from .config import EmbeddedServer, OnlineConfig, connect
 from .entity_keys import key_values, not_utf8
@@ -130,7 +130,7 @@ class OnlineStore:
     def _read(self, keys: list[str], args: list[Any]) -> list[bytes | None]:
         try:
             return self._reader.read(keys, args)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise self._read_failed(exc) from exc
 
     def _response(self, plan: ReadPlan, ready: Prepared, rows: tuple[Mapping[str, Any], ...],
@@ -204,7 +204,7 @@ class OnlineStore:
             for name in views:
                 pipe.hmget(self.keys.meta(name), "gen_id", "schema")
             replies = pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise self._read_failed(exc) from exc
         for name, (gen, schema) in zip(views, replies):
             if gen is None or schema is None:
@@ -244,7 +244,7 @@ class OnlineStore:
         chosen = [v for v in (views if views is not None else self.registry.views) if v.online]
         try:
             return read_status(self.client, self.keys, chosen, self.where)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise self._read_failed(exc) from exc
 
 

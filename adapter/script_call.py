@@ -33,7 +33,8 @@ class _Held:
         """Whether a call on it succeeded: a connection found closed then was closed while idle."""
 
     def drop(self) -> None:
-        self.conn.disconnect()
+        if self.conn is not None:
+            self.conn.disconnect()
         self.release()
 
     def release(self) -> None:

@@ -64,21 +64,33 @@ return out
 bucket per value wanted, its field in ``ARGV``; returns the generations, then the blobs."""
 
 READ_LOCAL = """#!lua flags=allow-cross-slot-keys,no-writes
-local nv = tonumber(ARGV[1])
-local out = {}
-for i = 1, nv do out[i] = redis.call('GET', ARGV[1 + i]) end
-local n = nv
-for i = nv + 2, #ARGV, 2 do
+local nv = tonumber(ARGV[2])
+local out = {ARGV[1]}
+for i = 1, nv do out[i + 1] = redis.call('GET', ARGV[2 + i]) end
+local n = nv + 1
+for i = nv + 3, #ARGV, 2 do
   n = n + 1
   out[n] = redis.call('HGET', ARGV[i], ARGV[i + 1])
 end
 return out
 """
 """``READ`` for one master of a Redis Cluster, over the keys of many slots it serves:
-``ARGV[1]`` generation keys follow it, then key and field pairs. The keys are arguments, not
+``ARGV[1]`` a tag of the call, echoed first in the answer (the reader checks that an answer is
+its call's), ``ARGV[2]`` generation keys follow, then key and field pairs. The keys are
+arguments, not
 ``KEYS``: a cluster refuses declared keys of several slots in one call even with
 ``allow-cross-slot-keys`` (Redis 7), which lets a script reach the node's own keys; a key the
 node does not serve fails the call, and the reader learns the slots again."""
+
+NEW_GENERATION = """
+redis.call('HSETNX', KEYS[1], 'gen_seq', ARGV[1])
+local number = redis.call('HINCRBY', KEYS[1], 'gen_seq', 1)
+redis.call('HSET', KEYS[1], 'pending', number, 'pending_started', ARGV[2])
+return number
+"""
+"""The number of a full refresh's new generation (``KEYS[1]`` the meta hash, ``ARGV``: the
+clock in seconds, where numbering starts, and the start time), recorded as ``pending`` so that a
+sync killed midway has its keys deleted by the next one."""
 
 COMMIT = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then

@@ -38,6 +38,7 @@ from dbt_features.errors import (
 from dbt_features.registry import FeatureView
 from dbt_features.warehouse import Warehouse
 
+from .cluster import REDIS_FAILURES
 from .encoder import BlobEncoder, ValueOutOfRange, locate_batch
 from .eviction import check_eviction
 from .generations import drop_dead_generations, drop_generation, new_generation, publish
@@ -173,7 +174,7 @@ def sync_view(
             if plan.full and plan.previous_gen is not None and replicated:
                 drop_generation(online, view.name, plan.previous_gen)
                 online.client.hdel(online.keys.meta(view.name), "retired")
-    except (redis.RedisError, OSError) as exc:
+    except REDIS_FAILURES as exc:
         detail = online.config.scrub(str(exc))
         raise OnlineStoreError(f"sync of {view.name!r} to Redis at {online.where} failed: "
                                f"{detail}{full_hint(detail)}") from exc

@@ -104,6 +104,14 @@ def _snapshot(db: Path, bump: float) -> None:
         con.close()
 
 
+def _unlike(mixed: list, old: tuple, new: tuple) -> list:
+    """Where the first mixed reads differ from each snapshot: (column, row, got, wanted)."""
+    def unlike(values: tuple, snapshot: tuple) -> list:
+        return [(c, i, got, want) for c in range(len(snapshot))
+                for i, (got, want) in enumerate(zip(values[c], snapshot[c])) if got != want][:4]
+    return [(unlike(m, old), unlike(m, new)) for m in mixed[:3]]
+
+
 def _wait_for_writes(client: redis.RedisCluster, keys: Keys, sync: subprocess.Popen) -> None:
     """Until the sync has written some buckets of its new generation."""
     deadline = time.monotonic() + 60
@@ -143,6 +151,7 @@ def test_failover_during_reads_and_syncs_never_serves_a_mix(duck_project: Path, 
 
         seen = {"old": 0, "new": 0, "failed": 0, "after_failover": 0}
         mixed: list[object] = []
+        errors: list[str] = []
         stop, failed_over = threading.Event(), threading.Event()
 
         def read() -> None:
@@ -150,8 +159,9 @@ def test_failover_during_reads_and_syncs_never_serves_a_mix(duck_project: Path, 
             while not stop.is_set():
                 try:
                     values = reader.get_online_features(FEATURES, rows).values
-                except OnlineStoreError:
+                except OnlineStoreError as exc:
                     seen["failed"] += 1
+                    errors.append(str(exc))
                     time.sleep(0.01)
                     continue
                 seen["after_failover"] += failed_over.is_set()
@@ -166,7 +176,8 @@ def test_failover_during_reads_and_syncs_never_serves_a_mix(duck_project: Path, 
             for bump in (1000, 0, 1000):
                 _snapshot(db, bump)
                 store.sync("customer_spend", full_refresh=True)
-            assert seen["old"] and seen["new"] and not mixed and not seen["failed"], seen
+            assert not mixed, f"{len(mixed)} reads mixed two snapshots: {_unlike(mixed, old, new)}"
+            assert seen["old"] and seen["new"] and not seen["failed"], (seen, errors[:3])
 
             killed = cluster.master_of(Keys(redis_prefix, tagged=True).meta("customer_spend"))
             _snapshot(db, 0)
@@ -189,8 +200,8 @@ def test_failover_during_reads_and_syncs_never_serves_a_mix(duck_project: Path, 
         finally:
             stop.set()
             thread.join()
-        assert not mixed, f"{len(mixed)} reads mixed two snapshots"
-        assert seen["after_failover"] >= 20, seen
+        assert not mixed, f"{len(mixed)} reads mixed two snapshots: {_unlike(mixed, old, new)}"
+        assert seen["after_failover"] >= 20, (seen, errors[-3:], thread.is_alive())
         assert FeatureStore(project_dir=str(project)).get_online_features(FEATURES, rows).values == old
         done = _cli(project, "verify", "--select", "customer_spend", "--sample", "500")
         assert done.returncode == 0, done.stdout + done.stderr

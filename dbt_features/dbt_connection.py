@@ -13,8 +13,14 @@ Arrow straight from DuckDB, a server-side cursor on PostgreSQL) unless
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
+import tempfile
+import warnings
 from contextlib import contextmanager
 from itertools import islice
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
@@ -210,12 +216,68 @@ def _open(target: str, adapter_type: str, credentials: Any) -> tuple[Any, Any]:
     try:
         load_plugin(adapter_type)
         manager = FACTORY.get_adapter_class_by_name(adapter_type).ConnectionManager
+        credentials = _quiet_spark_session(adapter_type, credentials)
         connection = Connection(type=adapter_type, name="dbt_features", credentials=credentials,
                                 state=ConnectionState.INIT, transaction_open=False, handle=None)
         return manager, manager.open(connection)
     except Exception as exc:  # noqa: BLE001 - any adapter's own error type, wrapped here
         raise WarehouseError(f"cannot connect to target {target!r} through dbt's {adapter_type} "
                              f"adapter: {_one_line(exc)}") from exc
+
+
+SPARK_QUIET = {"spark.ui.showConsoleProgress": "false"}
+"""Session settings a Spark started in this process gets unless the profile sets them: no
+progress bars on stderr (the command's own output is what the user asked for)."""
+
+SPARK_LOG4J = """\
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+appender.console.type = Console
+appender.console.name = stderr
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.gateway.name = org.apache.spark.api.python.PythonGatewayServer
+logger.gateway.level = error
+"""
+"""Log4j 2 settings for the Spark driver's JVM, unless the profile's ``spark.driver.
+extraJavaOptions`` name a Log4j configuration of their own: errors only, from the JVM's start
+(``spark.log.level`` would apply only once the context runs, after the start-up warnings). The
+``gateway`` logger (PySpark's JVM entry point) at the root's level keeps Spark from announcing
+a default level of its own, as it does for a shell."""
+
+
+def _quiet_spark_session(adapter_type: str, credentials: Any) -> Any:
+    """The credentials of a dbt-spark ``session`` target, with ``SPARK_QUIET`` and ``SPARK_LOG4J``
+    added where the profile's ``server_side_parameters`` say nothing of them; any other
+    target's unchanged. PySpark's warning about the installed pandas is silenced too: it
+    concerns pandas-on-Spark, which dbt-features does not use."""
+    if adapter_type != "spark" or str(getattr(credentials, "method", "")) != "session":
+        return credentials
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                            category=FutureWarning)
+    parameters = {**SPARK_QUIET, **credentials.server_side_parameters}
+    java_options = parameters.get("spark.driver.extraJavaOptions", "")
+    log4j = None if "log4j" in java_options else _log4j_file()
+    if log4j is not None:
+        parameters["spark.driver.extraJavaOptions"] = (
+            f"{java_options} -Dlog4j2.configurationFile={log4j}".strip())
+    return dataclasses.replace(credentials, server_side_parameters=parameters)
+
+
+def _log4j_file() -> Path | None:
+    """``SPARK_LOG4J`` as a file the JVM can read (named by its content, written once); None
+    where the temporary directory is not writable: Spark then logs as it would anyway."""
+    digest = hashlib.sha256(SPARK_LOG4J.encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"dbt_features_spark_log4j2_{digest}.properties"
+    try:
+        if not path.exists():
+            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            partial.write_text(SPARK_LOG4J)
+            partial.replace(path)
+    except OSError:
+        return None
+    return path
 
 
 def _row_chunks(cur: Any, size: int) -> Iterator[list]:

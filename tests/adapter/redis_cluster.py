@@ -69,7 +69,11 @@ class RedisCluster:
         return "redis://" + ",".join(f"127.0.0.1:{p}" for p in self.ports) + "/0"
 
     def __enter__(self) -> "RedisCluster":
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__()  # no node left running when the cluster did not come up
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -195,7 +199,11 @@ def _main(argv: list[str]) -> int:
     if command == "start":
         directory.mkdir(parents=True, exist_ok=True)
         cluster = RedisCluster(directory)
-        cluster.start()
+        try:
+            cluster.start()
+        except BaseException:
+            cluster.stop()
+            raise
         pids.write_text(json.dumps([p.pid for p in cluster.procs.values()]))
         print(cluster.url)
         return 0

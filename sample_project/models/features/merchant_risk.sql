@@ -28,7 +28,7 @@ select
     rolling.feature_at,
     rolling.feature_at + interval '1 hour' as computed_at,
     cast(rolling.n_txn_30d as bigint) as merchant_txn_count_30d,
-    cast(rolling.n_fraud_30d as double precision) / rolling.n_txn_30d as merchant_fraud_rate_30d,
+    cast(rolling.n_fraud_30d as {{ sample_double() }}) / rolling.n_txn_30d as merchant_fraud_rate_30d,
     merchants.category as merchant_category
 from rolling
 inner join {{ ref('merchants') }} as merchants

@@ -10,7 +10,7 @@ raw as (
         i + 1 as transaction_id,
         cast(1 + {{ sample_hash('i', 17, var('n_customers')) }} as bigint) as customer_id,
         cast(1 + {{ sample_hash('i', 911, var('n_merchants')) }} as bigint) as merchant_id,
-        cast({{ sample_hash('i', 31337, 50000) }} as double precision) / 100.0 + 1.0 as amount,
+        cast({{ sample_hash('i', 31337, 50000) }} as {{ sample_double() }}) / 100.0 + 1.0 as amount,
         cast(floor(i * 86400.0 * {{ var('n_days') }} / {{ var('n_transactions') }}) as bigint) as offset_s,
         {{ sample_hash('i', 4242, 1000) }} as fraud_draw
     from s

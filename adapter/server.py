@@ -44,6 +44,7 @@ from .feast_protocol import (HTTPError, Plan, check_entities, encode_response, e
                              error_headers, parse_request)
 from .http_timeouts import REQUEST_STARTED, TimedHttpProtocol
 from .metrics import CONTENT_TYPE, Metrics
+from .cluster import REDIS_FAILURES
 from .config import OnlineConfig
 from .online import OnlineResponse, OnlineStore
 from .servable import check_servable
@@ -236,7 +237,7 @@ class FeatureServer:
         try:
             self.online.client.ping()
             return True, ""
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             self._closed_until = time.monotonic() + BREAKER_COOLDOWN_S
             return False, self.public(f"{type(exc).__name__}: {exc}")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1]), str(HERE), str(HERE.parent), str(HERE.parent / "adapter")]
 
-from bench_online import _percentile, build_project  # noqa: E402
+from bench_online import _percentile, build_project, summary  # noqa: E402
 from redis_cluster import RedisCluster  # noqa: E402
 from redis_process import RedisProcess  # noqa: E402
 
@@ -80,13 +80,7 @@ def bench_reads(stores: dict, entities: int, iterations: int, rounds: int) -> li
             for name, values in timings.items():
                 per_round[name].append((statistics.median(values), _percentile(values, 0.99)))
             ratios.append(per_round["cluster"][-1][1] / per_round["single"][-1][1])
-        row: dict = {"entities": batch}
-        for name, stats in per_round.items():
-            row[f"{name}_p50_ms"] = statistics.median(p50 for p50, _ in stats) * 1000
-            row[f"{name}_p99_ms"] = statistics.median(p99 for _, p99 in stats) * 1000
-        row["p99_ratio"] = statistics.median(ratios)
-        row["p99_ratios"] = sorted(ratios)
-        out.append(row)
+        out.append(summary(per_round, ratios, entities=batch))
     return out
 
 

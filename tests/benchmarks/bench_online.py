@@ -44,6 +44,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -124,7 +125,6 @@ def child_sync(project: str, view_name: str) -> dict:
 
 def child_raw(project: str, view_name: str) -> dict:
     import duckdb
-    import hiredis
     import pyarrow as pa
     import redis
 
@@ -135,6 +135,7 @@ def child_raw(project: str, view_name: str) -> dict:
     from dbt_features.serving.layout import bucket_count
     from dbt_features.serving.warehouse_read import IN_PROCESS_SETTINGS, engine_settings
     from dbt_features.store import FeatureStore
+    from raw_redis import packed_hset_pexpireat
 
     view = FeatureStore(project_dir=project).registry.view(view_name)
     _warm_up()
@@ -185,21 +186,7 @@ def child_raw(project: str, view_name: str) -> dict:
             pipe.execute()
 
     def packed_hset() -> None:
-        conn = client.connection_pool.get_connection()
-        previous = 0
-        for i in range(0, len(groups), chunk):
-            commands = []
-            for key, a, b, at in groups[i : i + chunk]:
-                pairs = [x for pair in zip(fields[a:b], blobs[a:b]) for x in pair]
-                commands.append(hiredis.pack_command((b"HSET", key, *pairs)))
-                commands.append(hiredis.pack_command((b"PEXPIREAT", key, at)))
-            conn.send_packed_command([b"".join(commands)], check_health=False)
-            for _ in range(previous):
-                conn.read_response()
-            previous = len(commands)
-        for _ in range(previous):
-            conn.read_response()
-        client.connection_pool.release(conn)
+        packed_hset_pexpireat(client, groups, fields, blobs, chunk)
 
     writes = {}
     for name, write in (("pipeline_hset_pexpireat", pipeline_hset), ("packed_hset_pexpireat", packed_hset)):
@@ -345,14 +332,18 @@ def bench_reads(project: Path, prefix: str, n_entities: int, iterations: int,
             # The bare read of the layout: the faster raw path of this round.
             ratios.append(per_round["ours"][-1][1] / min(per_round["raw_pipeline"][-1][1],
                                                          per_round["raw_script"][-1][1]))
-        row: dict = {"entities": batch, "rounds": rounds, "iterations": iterations}
-        for name, stats in per_round.items():
-            row[f"{name}_p50_ms"] = statistics.median(p50 for p50, _ in stats) * 1000
-            row[f"{name}_p99_ms"] = statistics.median(p99 for _, p99 in stats) * 1000
-        row["p99_ratio"] = statistics.median(ratios)
-        row["p99_ratios"] = sorted(ratios)
-        out.append(row)
+        out.append(summary(per_round, ratios, entities=batch, rounds=rounds,
+                           iterations=iterations))
     return out
+
+
+def summary(per_round: dict[str, list[tuple[float, float]]], ratios: list[float], **row: Any) -> dict:
+    """``row`` with each path's median over rounds of its p50 and p99 (ms), and the median of
+    the per-round p99 ratios."""
+    for name, stats in per_round.items():
+        row[f"{name}_p50_ms"] = statistics.median(p50 for p50, _ in stats) * 1000
+        row[f"{name}_p99_ms"] = statistics.median(p99 for _, p99 in stats) * 1000
+    return row | {"p99_ratio": statistics.median(ratios), "p99_ratios": sorted(ratios)}
 
 
 def main() -> None:

@@ -196,33 +196,13 @@ def raw_payload(store: Any, view: Any, table: Any) -> tuple[list, list, list]:
     return [(f"{base}{buckets[a]}", a, b, int(pxat[a:b].max())) for a, b in zip(starts, ends)], fields, blobs
 
 
-def packed_writes(client: Any, groups: list, fields: list, blobs: list) -> None:
-    """hiredis-packed ``HSET`` + ``PEXPIREAT`` per bucket, 100 buckets per round trip."""
-    import hiredis
-
-    conn = client.connection_pool.get_connection()
-    previous = 0
-    for i in range(0, len(groups), 100):
-        commands = []
-        for key, a, b, at in groups[i:i + 100]:
-            pairs = [x for pair in zip(fields[a:b], blobs[a:b]) for x in pair]
-            commands.append(hiredis.pack_command((b"HSET", key, *pairs)))
-            commands.append(hiredis.pack_command((b"PEXPIREAT", key, at)))
-        conn.send_packed_command([b"".join(commands)], check_health=False)
-        for _ in range(previous):
-            conn.read_response()
-        previous = len(commands)
-    for _ in range(previous):
-        conn.read_response()
-    client.connection_pool.release(conn)
-
-
 def bench_sync(store: Any, spark: Any, repeat: int) -> None:
     import pyarrow as pa
     import redis
 
     from dbt_features.serving.query import latest_query
     from dbt_features.serving.sync import SyncOptions, sync_view
+    from raw_redis import packed_hset_pexpireat
 
     view = store.registry.view("events")
     now = datetime.now(timezone.utc)
@@ -248,7 +228,7 @@ def bench_sync(store: Any, spark: Any, repeat: int) -> None:
     def with_writes(read: Callable[[], Any]) -> Callable[[], int]:
         def run() -> int:
             table = read()
-            packed_writes(client, *payload)
+            packed_hset_pexpireat(client, *payload)
             return table.num_rows
         return run
 

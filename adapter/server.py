@@ -24,6 +24,7 @@ tries again, so the server recovers by itself.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import hmac
 import json
@@ -37,6 +38,9 @@ from typing import Any, Awaitable, Callable
 
 import redis
 
+from dbt_features.catalog import Site
+from dbt_features.catalog.live import live_status_json
+from dbt_features.catalog.site import content_type
 from dbt_features.errors import DbtFeaturesError, OnlineStoreError, UsageError
 from dbt_features.registry import FeatureRef, Registry
 
@@ -61,6 +65,8 @@ the connection's opening for its first request; else 408 and the connection is c
 log = logging.getLogger("uvicorn.error")
 """uvicorn's logger: configured by uvicorn, it reaches the server's stderr."""
 _JSON = [(b"content-type", b"application/json")]
+CATALOG_STATUS = "/catalog/status.json"
+"""The catalog's live online status: each online view's status, as the HTML its pages show."""
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -71,10 +77,12 @@ class FeatureServer:
 
     def __init__(self, online: OnlineStore, registry: Registry, *, token: str | None = None,
                  max_body: int = MAX_BODY_BYTES, max_entities: int = MAX_ENTITIES,
-                 request_timeout: float = REQUEST_TIMEOUT_S) -> None:
+                 request_timeout: float = REQUEST_TIMEOUT_S, catalog: Site | None = None) -> None:
         self.online = online
         self.registry = registry
         self.auth = f"Bearer {token}".encode() if token else None
+        self.token = token.encode() if token else None
+        self.catalog = catalog
         self.max_body = max_body
         self.max_entities = max_entities
         self.request_timeout = request_timeout
@@ -88,6 +96,12 @@ class FeatureServer:
             ("GET", "/features"): lambda _b: (200, _JSON, self._features_body),
             ("GET", "/metrics"): self._metrics,
         }
+        if catalog is not None:
+            # The feature catalog's pages (read-only): "/" is its index; a browser sends the
+            # token as HTTP Basic auth's password, which it asks the person for.
+            self._routes |= {("GET", "/"): lambda _b: self._catalog_page("index.html"),
+                             ("GET", CATALOG_STATUS): self._catalog_status}
+        self._paths = {p for _, p in self._routes}
 
     # -- ASGI ------------------------------------------------------------------------------
 
@@ -102,6 +116,9 @@ class FeatureServer:
         except HTTPError as exc:
             status, out_headers, error = exc.status, error_headers(exc.status), exc.reason
             payload = error_body(exc.status, exc.message)
+            if status == 401 and scope["method"] == "GET" and self.catalog is not None:
+                out_headers = [*out_headers, (b"www-authenticate",
+                                              b'Basic realm="dbt-features catalog: the token"')]
         except DbtFeaturesError as exc:  # any other error of ours: still one JSON message
             status, out_headers, error = 500, _JSON, "internal"
             payload = error_body(500, self.public(exc.message))
@@ -128,13 +145,24 @@ class FeatureServer:
 
     def endpoint(self, path: str) -> str:
         """The metrics label of a path: one of ours, else ``other``."""
-        return path if any(path == p for _, p in self._routes) else "other"
+        if path in self._paths:
+            return path
+        page = self._catalog_path(path)
+        if page is not None and self.catalog is not None and page in self.catalog:
+            return "catalog"
+        return "other"
+
+    def _catalog_path(self, path: str) -> str | None:
+        """The catalog page a GET of ``path`` asks for, if the server has a catalog."""
+        if self.catalog is None or not path.startswith("/") or ".." in path:
+            return None
+        return path[1:]
 
     async def _respond(self, scope: dict[str, Any], receive: Receive) -> tuple[int, list, bytes]:
         path = scope["path"]
         headers = dict(scope["headers"])
-        if self.auth is not None and not hmac.compare_digest(
-                headers.get(b"authorization", b""), self.auth):
+        if self.auth is not None and not self._authorized(headers.get(b"authorization", b""),
+                                                          scope["method"]):
             raise HTTPError(401, "unauthorized",
                             "missing or wrong token: send the header 'Authorization: Bearer "
                             "<token>' with the token the server was started with.")
@@ -143,10 +171,28 @@ class FeatureServer:
             allowed = [m for m, p in self._routes if p == path]
             if allowed:
                 raise HTTPError(405, "bad_request", f"{path} takes {allowed[0]}, not {scope['method']}.")
+            page = self._catalog_path(path) if scope["method"] == "GET" else None
+            if page is not None:
+                return self._catalog_page(page)
             raise HTTPError(404, "not_found", f"no endpoint {path}: this server has "
-                            "POST /get-online-features, GET /health, /features and /metrics.")
+                            "POST /get-online-features, GET /health, /features and /metrics"
+                            + (", and the feature catalog at /." if self.catalog else "."))
         body = await self._body(scope, receive) if scope["method"] == "POST" else b""
         return handler(body)
+
+    def _authorized(self, header: bytes, method: str) -> bool:
+        """The bearer token; or, for a GET (the catalog in a browser), HTTP Basic auth with the
+        token as the password (any user name)."""
+        assert self.auth is not None and self.token is not None
+        if hmac.compare_digest(header, self.auth):
+            return True
+        if method != "GET" or not header.startswith(b"Basic "):
+            return False
+        try:
+            password = base64.b64decode(header[6:], validate=True).partition(b":")[2]
+        except ValueError:
+            return False
+        return hmac.compare_digest(password, self.token)
 
     async def _body(self, scope: dict[str, Any], receive: Receive) -> bytes:
         """The request body, which must have arrived ``request_timeout`` seconds after the
@@ -217,6 +263,27 @@ class FeatureServer:
                     "project": self.registry.project, "views": len(self.registry.views),
                     "generated_at": self.registry.generated_at}}
         return (200 if up else 503), _JSON, json.dumps(data).encode()
+
+    def _catalog_page(self, page: str) -> tuple[int, list, bytes]:
+        assert self.catalog is not None
+        body = self.catalog.render(page)
+        if body is None:
+            raise HTTPError(404, "not_found", f"no page /{page} in the feature catalog: start "
+                            "at /.")
+        return 200, [(b"content-type", content_type(page).encode())], body
+
+    def _catalog_status(self, _body: bytes) -> tuple[int, list, bytes]:
+        """Each online view's live status as its catalog pages show it; 503 without Redis."""
+        up, problem = self._redis_up()
+        if not up:
+            raise HTTPError(503, "unavailable", f"the online store ({self.where}) is "
+                            f"unreachable: {problem}")
+        try:
+            found = self.online.status()
+        except OnlineStoreError as exc:
+            raise HTTPError(503, "unavailable", self.public(exc.message)) from exc
+        data = live_status_json(self.registry, [s.to_dict() for s in found]).decode()
+        return 200, _JSON, self.public(data).encode()  # warnings may name the server
 
     def _metrics(self, _body: bytes) -> tuple[int, list, bytes]:
         ages: dict[str, float | None] = {}
@@ -316,14 +383,17 @@ def _registry_json(registry: Registry) -> dict[str, Any]:
 
 
 def open_server(registry: Registry, config: OnlineConfig, *, token: str | None = None,
-                request_timeout: float = REQUEST_TIMEOUT_S) -> FeatureServer:
+                request_timeout: float = REQUEST_TIMEOUT_S,
+                catalog: Site | None = None) -> FeatureServer:
     """A ``FeatureServer`` for ``registry``, its online store opened with a client whose
-    timeouts bound every request (not the CLI's long sync timeouts)."""
+    timeouts bound every request (not the CLI's long sync timeouts); ``catalog``, the feature
+    catalog it serves at ``/``."""
     from .config import connect
 
     client, embedded = connect(config, timeout=REDIS_TIMEOUT_S)
     online = OnlineStore(registry, config, client, embedded)
-    return FeatureServer(online, registry, token=token, request_timeout=request_timeout)
+    return FeatureServer(online, registry, token=token, request_timeout=request_timeout,
+                         catalog=catalog)
 
 
 def bind(host: str, port: int) -> socket.socket:

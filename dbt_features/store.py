@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import ProjectError, UsageError
-from .manifest import Manifest, current_state, load_manifest, read_metadata
+from .manifest import Manifest, current_state, load_manifest, read_manifest, read_metadata
 from .project import DbtOptions, Project, find_project, load_credentials, target_name
 from .registry import REGISTRY_FILE, FeatureRef, FeatureView, Registry
 from .staleness import ProjectState
@@ -22,6 +22,8 @@ from .summary import feature_summary, view_summary
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from .catalog import Site, SiteWritten
+    from .catalog.site import Progress as CatalogProgress
     from .diff import RegistryDiff
     from .serving.online import OnlineResponse, OnlineStore, ViewStatus
     from .serving.server import FeatureServer
@@ -153,22 +155,26 @@ class FeatureStore:
                progress: VerifyProgress | None = None) -> VerifyReport:
         """Compare online values with offline values as of now for up to ``sample`` entities
         per online view (the report's ``exit_code`` is 1 on any mismatch)."""
+        from .catalog.model import VERIFY_FILE, save_verify
         from .serving.sync import online_views
         from .serving.verify import verify_views
 
         views = online_views(self.select(select, exclude, state=state), select, "verify")
-        return verify_views(views, self.registry, self.online, self.warehouse, sample=sample,
-                            seed=seed, progress=progress)
+        report = verify_views(views, self.registry, self.online, self.warehouse, sample=sample,
+                              seed=seed, progress=progress)
+        save_verify(self.project.target_path / VERIFY_FILE, report.to_dict())  # the catalog's
+        return report
 
     def app(self, *, token: str | None = None,
             request_timeout: float | None = None) -> FeatureServer:
         """The HTTP feature server as an ASGI application: Feast's ``/get-online-features``,
-        plus ``/health``, ``/features``, ``/metrics``."""
+        plus ``/health``, ``/features``, ``/metrics``, and the feature catalog at ``/``."""
         from .serving.config import resolve_config
         from .serving.server import REQUEST_TIMEOUT_S, open_server
 
         return open_server(self.registry, resolve_config(self.project), token=token,
-                           request_timeout=request_timeout or REQUEST_TIMEOUT_S)
+                           request_timeout=request_timeout or REQUEST_TIMEOUT_S,
+                           catalog=self.catalog_site())
 
     def serve(self, host: str = "127.0.0.1", port: int = 6566, *,
               token: str | None = None) -> None:
@@ -177,6 +183,42 @@ class FeatureStore:
 
         app = self.app(token=token)
         run(app, bind(host, port))
+
+    def catalog_site(self, *, state: str | Path | None = None,
+                     online_status: bool = False) -> Site:
+        """The feature catalog's pages, rendered as they are asked for (``Site.render``): with
+        ``state``, what changed against that environment (as ``diff``); with
+        ``online_status``, what the online store holds now; the last ``verify`` if kept."""
+        from .catalog import OnlineInfo, Site, build_catalog
+        from .catalog.model import VERIFY_FILE, load_verify
+
+        diff = self.diff(state) if state is not None else None
+        registry = self.registry
+        status = None
+        if online_status:
+            status = {s.view: OnlineInfo.from_status(s.to_dict()) for s in self.online_status()}
+        catalog = build_catalog(registry, self._catalog_manifest(), diff=diff, status=status,
+                                verify=load_verify(self.project.target_path / VERIFY_FILE))
+        return Site(catalog)
+
+    def _catalog_manifest(self) -> Manifest:
+        """The manifest the registry came from: the one loaded, else target/manifest.json as
+        it is (a current registry was made from it), so serving the catalog runs no dbt."""
+        if self._manifest is None and self.project.manifest_path.is_file():
+            return read_manifest(self.project.manifest_path)
+        return self.manifest
+
+    def catalog(self, output: str | Path | None = None, *, state: str | Path | None = None,
+                online_status: bool = False,
+                progress: CatalogProgress | None = None) -> SiteWritten:
+        """Write the feature catalog, a static site (open its ``index.html`` in a browser), to
+        ``output`` (default ``target/feature_catalog/``), replacing a previous one whole."""
+        from .catalog import write_site
+        from .catalog.site import CATALOG_DIR
+
+        site = self.catalog_site(state=state, online_status=online_status)
+        folder = Path(output) if output is not None else self.project.target_path / CATALOG_DIR
+        return write_site(site, folder, progress)
 
     def _is_current(self, saved: Registry, state: ProjectState) -> bool:
         """Whether the saved registry is current: made for this target, from the manifest in

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from . import definitions, online_store, serving, training_sets
+from . import catalog, definitions, online_store, serving, training_sets
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,5 +41,6 @@ for _command in (
     online_store.status,
     serving.serve,
     serving.verify,
+    catalog.catalog,
 ):
     main.add_command(_command)

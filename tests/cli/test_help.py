@@ -12,8 +12,8 @@ COMMANDS = sorted(main.commands)
 
 
 def test_every_command_is_registered() -> None:
-    assert COMMANDS == ["describe", "diff", "get", "list", "serve", "sql", "status", "sync",
-                        "training-set", "validate", "verify"]
+    assert COMMANDS == ["catalog", "describe", "diff", "get", "list", "serve", "sql", "status",
+                        "sync", "training-set", "validate", "verify"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -25,14 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hmac
 import json
 import logging
-import signal
-import socket
-import sys
-import threading
 import time
 from typing import Any, Awaitable, Callable
 
@@ -46,7 +41,7 @@ from dbt_features.registry import FeatureRef, Registry
 
 from .feast_protocol import (HTTPError, Plan, check_entities, encode_response, error_body,
                              error_headers, parse_request)
-from .http_timeouts import REQUEST_STARTED, TimedHttpProtocol
+from .http_timeouts import REQUEST_STARTED
 from .metrics import CONTENT_TYPE, Metrics
 from .cluster import REDIS_FAILURES
 from .config import OnlineConfig
@@ -394,50 +389,3 @@ def open_server(registry: Registry, config: OnlineConfig, *, token: str | None =
     online = OnlineStore(registry, config, client, embedded)
     return FeatureServer(online, registry, token=token, request_timeout=request_timeout,
                          catalog=catalog)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before serving so a taken port is a clear error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the proto
-    # says TCP; without it Nagle + delayed ACK add 40 ms to every keep-alive response.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another "
-                         "--port or --host.") from exc
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def exit_on_sigterm() -> None:
-    """Make SIGTERM end the process normally (exit 0), as Ctrl-C does, so that clean-up runs:
-    above all, stopping the embedded Redis when no one else uses it. With the default action
-    the process dies at once and leaves that server running. A handler the embedding program
-    installed is left alone.
-
-    uvicorn handles SIGTERM itself while serving (a graceful stop), then raises it again with
-    the handler it found restored: this one.
-    """
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
-        signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
-
-
-def run(app: FeatureServer, sock: socket.socket) -> None:
-    """Serve on ``sock`` until interrupted (uvicorn: httptools parser with a deadline on
-    reading each request, no access log), then release the online store."""
-    import uvicorn
-
-    exit_on_sigterm()
-    protocol = functools.partial(TimedHttpProtocol, feature_server=app)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            server_header=False, http=protocol)  # type: ignore[arg-type]
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        app.online.close()

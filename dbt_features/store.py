@@ -179,7 +179,7 @@ class FeatureStore:
     def serve(self, host: str = "127.0.0.1", port: int = 6566, *,
               token: str | None = None) -> None:
         """Run the HTTP feature server until interrupted."""
-        from .serving.server import bind, run
+        from .serving.serving_process import bind, run
 
         app = self.app(token=token)
         run(app, bind(host, port))

@@ -42,7 +42,7 @@ def serve(store: FeatureStore, *, as_json: bool, host: str, port: int, token_env
     Example:
       FEATURES_TOKEN=s3cret dbt-features serve --host 0.0.0.0 --token-env FEATURES_TOKEN
     """
-    from ..serving.server import bind, exit_on_sigterm, run
+    from ..serving.serving_process import bind, exit_on_sigterm, run
 
     exit_on_sigterm()
     token = read_token(token_env)

@@ -57,7 +57,8 @@ SERVER = """
 import sys
 from dbt_features.store import FeatureStore
 from dbt_features.serving.config import resolve_config
-from dbt_features.serving.server import bind, open_server, run
+from dbt_features.serving.server import open_server
+from dbt_features.serving.serving_process import bind, run
 store = FeatureStore(sys.argv[1])
 app = open_server(store.registry, resolve_config(store.project))
 run(app, bind("127.0.0.1", int(sys.argv[2])))

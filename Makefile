@@ -8,7 +8,7 @@ SAMPLE := sample_project
 DBT_FEATURES := $(abspath $(BIN)/dbt-features)
 DBT := $(abspath $(BIN)/dbt)
 
-.PHONY: demo demo-cluster test test-spark unit lint services bench bench-spark clean
+.PHONY: demo demo-cluster test test-slow test-spark unit lint services bench bench-spark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -89,7 +89,12 @@ lint: $(STAMP)
 # Two workers; --dist loadscope keeps a module's tests (and its module-scoped fixtures: a built
 # dbt project, a private Redis) on one worker.
 test: lint $(FEAST_STAMP) services
-	$(BIN)/pytest -q -n 2 --dist loadscope -m "not spark"
+	$(BIN)/pytest -q -n 2 --dist loadscope -m "not spark and not slow"
+
+# Fault, soak and scale tests and the docs walk-throughs (tens of seconds each), kept out of
+# `make test` so that it stays a quick check; CI runs both.
+test-slow: $(FEAST_STAMP) services
+	$(BIN)/pytest -q -n 2 --dist loadscope -m "slow and not spark"
 
 # Spark through dbt-spark's `session` method (a local Spark driver; Java 17), in a virtualenv of
 # its own: pyspark is large and only these tests need it. `make test` leaves them out.

@@ -10,9 +10,13 @@ view, ``G`` a generation number, ``B`` the generation's bucket count)::
     P:V:G:b         hash, one per bucket ``b`` in ``0..B-1``: field = the entity's ``FIELD``,
                     value = its blob (``codec``); the hash expires at the latest event time +
                     ttl of its entries
+    P:@served_log   stream: the served-value log (``served_log``), with
+                    ``P:@served_log:generations`` (hash), ``P:@served_log:stats`` (hash) and
+                    ``P:@served_log:export_lock``
 
 On a Redis Cluster the first three are ``{P:V}:gen``, ``{P:V}:meta`` and ``{P:V}:lock`` (one
-hash slot per view; ``cluster`` says why).
+hash slot per view; ``cluster`` says why), and the served log's keys share the slot of
+``{P:@served_log}``.
 
 An entity's bucket and field (``locate``, and ``encoder.locate_batch`` for whole batches):
 
@@ -66,6 +70,26 @@ class Keys:
 
     def lock(self, view: str) -> str:
         return self._view_key(view, "lock")
+
+    def served_log(self) -> str:
+        """The served-value log, a stream (``served_log``); ``@`` is in no dbt model name."""
+        return self._log_key("")
+
+    def served_generations(self) -> str:
+        """What decoding the served log needs of each generation it names (a hash)."""
+        return self._log_key(":generations")
+
+    def served_stats(self) -> str:
+        """Entries exports deleted (a hash; ``served_stats`` says why)."""
+        return self._log_key(":stats")
+
+    def served_export_lock(self) -> str:
+        """Held by a running ``served export`` (a string with an expiry)."""
+        return self._log_key(":export_lock")
+
+    def _log_key(self, suffix: str) -> str:
+        base = f"{self.prefix}:@served_log"
+        return f"{{{base}}}{suffix}" if self.tagged else base + suffix
 
     def _view_key(self, view: str, name: str) -> str:
         if self.tagged:

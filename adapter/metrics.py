@@ -92,3 +92,16 @@ def _family(out: list[str], name: str, kind: str, help_: str,
     out.append(f"# TYPE {name} {kind}")
     for labels, value in samples:
         out.append(f"{name}{{{labels}}} {value}" if labels else f"{name} {value}")
+
+
+def render_consistency(ratios: Mapping[tuple[str, str], float]) -> str:
+    """The last replay's (``verify --served``) share of served values that matched the
+    training set, per view and feature; empty without a replay."""
+    if not ratios:
+        return ""
+    out: list[str] = []
+    _family(out, "dbt_features_served_consistency_ratio", "gauge",
+            "Share of served values equal to the training set's at their request time, in the "
+            "last `dbt-features verify --served` (1 - mismatch rate).",
+            ((f'view="{v}",feature="{f}"', round(r, 6)) for (v, f), r in sorted(ratios.items())))
+    return "\n".join(out) + "\n"

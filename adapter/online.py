@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-import redis
-
 from dbt_features.errors import OnlineStoreError
 from dbt_features.registry import FeatureView, Registry
 
@@ -30,6 +28,7 @@ from .layout import Keys
 from .read_plan import Prepared, ReadPlan, locator, plan_read, view_reader
 from .reader import open_reader
 from .response import OnlineResponse, Status
+from .served_log import ServedLog, ServedLogOptions
 from .status import ViewStatus, read_status
 
 __all__ = ["OnlineStore", "OnlineResponse", "Status", "ViewStatus"]
@@ -47,6 +46,8 @@ class OnlineStore:
     _codecs: dict[tuple[str, str], tuple[Codec, dict[str, int]]] = field(default_factory=dict)
     _current: dict[str, str] = field(default_factory=dict)
     """The generation whose schema is cached, per view."""
+    served_log: ServedLog | None = None
+    """Records what reads serve, when enabled (``enable_served_log``)."""
 
     @classmethod
     def open(cls, registry: Registry, config: OnlineConfig) -> "OnlineStore":
@@ -77,7 +78,20 @@ class OnlineStore:
             )
         return f"Online store: {self.where} (from {self.config.source})."
 
+    def enable_served_log(self, options: ServedLogOptions | bool = True) -> ServedLog:
+        """Log what every read serves from now on (``served_log``; ``True``: the default
+        options)."""
+        if options is True:
+            options = ServedLogOptions()
+        if self.served_log is None:
+            self.served_log = ServedLog(self, options)
+            self._current.clear()  # learn the generations again, for the log
+            self._epoch += 1
+        return self.served_log
+
     def close(self) -> None:
+        if self.served_log is not None:
+            self.served_log.close()
         self.client.close()
         if self.server is not None:
             self.server.release()
@@ -125,7 +139,12 @@ class OnlineStore:
                 f"the online store at {self.where} switched generations during 5 reads in a "
                 "row (full refreshes in a loop?); retry."
             )
-        return self._response(plan, ready, rows, replies, nv)
+        if self.served_log is None:
+            return self._response(plan, ready, rows, replies, nv)
+        now_us = time.time_ns() // 1000
+        response = self._response(plan, ready, rows, replies, nv)
+        self.served_log.record(now_us, plan, replies, nv, entities, response.statuses)
+        return response
 
     def _read(self, keys: list[str], args: list[Any]) -> list[bytes | None]:
         try:
@@ -202,11 +221,11 @@ class OnlineStore:
         try:
             pipe = self.client.pipeline(transaction=False)
             for name in views:
-                pipe.hmget(self.keys.meta(name), "gen_id", "schema")
+                pipe.hmget(self.keys.meta(name), "gen_id", "schema", "fingerprint")
             replies = pipe.execute()
         except REDIS_FAILURES as exc:
             raise self._read_failed(exc) from exc
-        for name, (gen, schema) in zip(views, replies):
+        for name, (gen, schema, fingerprint) in zip(views, replies):
             if gen is None or schema is None:
                 raise OnlineStoreError(
                     f"feature view {name!r} has never been synced to the online store "
@@ -214,6 +233,8 @@ class OnlineStore:
                     f"`dbt-features sync --select {name}`."
                 )
             self._codec(name, gen.decode(), schema)
+            if self.served_log is not None:
+                self.served_log.learn(self.registry.view(name), gen, schema, fingerprint)
 
     def _codec(self, view: str, gen: str, schema_text: bytes) -> tuple[Codec, dict[str, int]]:
         """Cache the codec of generation ``gen`` (its id: number and random tag, never reused,

@@ -29,6 +29,7 @@ import hmac
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import redis
@@ -42,7 +43,9 @@ from dbt_features.registry import FeatureRef, Registry
 from .feast_protocol import (HTTPError, Plan, check_entities, encode_response, error_body,
                              error_headers, parse_request)
 from .http_timeouts import REQUEST_STARTED
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import CONTENT_TYPE, Metrics, render_consistency
+from .replay_report import load_consistency
+from .served_stats import trimmed_metrics
 from .cluster import REDIS_FAILURES
 from .config import OnlineConfig
 from .online import OnlineResponse, OnlineStore
@@ -69,6 +72,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 class FeatureServer:
     """The ASGI application. One instance per process; requests run on one event loop."""
+
+    replay_file: Path | None = None
+    """The last replay's report (``verify --served``), for its consistency on /metrics."""
 
     def __init__(self, online: OnlineStore, registry: Registry, *, token: str | None = None,
                  max_body: int = MAX_BODY_BYTES, max_entities: int = MAX_ENTITIES,
@@ -291,6 +297,9 @@ class FeatureServer:
             except OnlineStoreError:
                 up = False
         text = self.metrics.render(ages, up)
+        if self.online.served_log is not None:
+            text += self.online.served_log.counts().metrics_text() + trimmed_metrics(self.online)
+        text += render_consistency(load_consistency(self.replay_file).ratios)
         return 200, [(b"content-type", CONTENT_TYPE.encode())], text.encode()
 
     def _redis_up(self) -> tuple[bool, str]:

@@ -29,7 +29,7 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 import pyarrow as pa
@@ -45,6 +45,9 @@ from .codec import FORMAT_VERSION, Schema, schema_version
 from .layout import parse_field
 from .micros import iso_micros, moment_micros, to_micros
 from .online import Status
+from .value_compare import difference as _difference
+from .value_compare import plain as _plain
+from .value_compare import show as _show
 
 if TYPE_CHECKING:
     from .online import OnlineStore
@@ -311,42 +314,3 @@ def _compare(online: "OnlineStore", view: FeatureView, keys: pa.Table, offline: 
     return ViewCheck(view.name, len(rows), 0, len(rows) * len(refs), served, absent, pending,
                      mismatched, state.last_sync if state is not None else None, seconds,
                      tuple(found))
-
-
-def _difference(off: Any, on: Any, dtype: str) -> str | None:
-    """None when the values are the same, with the same logical type; else ``value`` or
-    ``type``."""
-    if off is None or on is None:
-        return None if off is None and on is None else "value"
-    if dtype == "double":
-        if type(on) is not float:
-            return "type"
-        off = float(off)
-        return None if off == on or (math.isnan(off) and math.isnan(on)) else "value"
-    if dtype == "int64":
-        return ("type" if type(on) is not int else None if on == off else "value")
-    if dtype == "bool":
-        return ("type" if type(on) is not bool else None if on == off else "value")
-    if dtype == "string":
-        return ("type" if type(on) is not str else None if on == off else "value")
-    if dtype == "timestamp":
-        if not isinstance(on, datetime):
-            return "type"
-        return None if moment_micros(on) == moment_micros(off) else "value"
-    if dtype == "date":
-        if type(on) is not date:
-            return "type"
-        return None if on == off else "value"
-    return None if on == off else "value"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    return value
-
-
-def _show(value: Any) -> str:
-    return "NULL" if value is None else repr(_plain(value))

@@ -4,7 +4,8 @@ The adapter's own ``ConnectionManager.open`` (of the plugin dbt loads for the pr
 makes the connection from the profile's credentials, rendered by dbt: nothing is configured
 twice, and whatever the adapter supports (authentication methods, session settings) works here
 as in ``dbt run``. Queries, in the adapter's sqlglot dialect, run on its DB-API cursor; rows
-become Arrow (``pg_values.rows_to_arrow``), in batches when streamed (``fetchmany``). What
+become Arrow (``pg_values.rows_to_arrow``), in batches when streamed (``fetchmany``); a
+dbt-spark ``session`` cursor's DataFrame is read as Arrow instead (``spark_read``). What
 differs between engines, how to list a relation's columns and how to hold an uploaded spine, is
 a small table keyed by dialect. DuckDB and PostgreSQL keep their native connections (faster:
 Arrow straight from DuckDB, a server-side cursor on PostgreSQL) unless
@@ -19,7 +20,6 @@ import os
 import tempfile
 import warnings
 from contextlib import contextmanager
-from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,6 +30,7 @@ from .errors import WarehouseError
 from .pg_values import rows_to_arrow
 from .relation import Relation
 from .pit import relation_table
+from .spark_read import frame_batches, frame_table, session_frame
 from .warehouse import (Warehouse, _spine_name, create_temporary_table, dialect_for,
                         spine_column_type)
 
@@ -93,6 +94,7 @@ class DbtConnectionWarehouse(Warehouse):
         self.adapter_type = adapter_type  # type: ignore[misc]
         self.dialect = dialect_for(adapter_type)  # type: ignore[misc]
         self._manager, self.connection = _open(target, adapter_type, credentials)
+        self._spark_session = _is_spark_session(adapter_type, credentials)
         self.handle = self.connection.handle
         if self.dialect in SESSION_SETUP:
             with self._cursor(SESSION_SETUP[self.dialect]):
@@ -132,19 +134,35 @@ class DbtConnectionWarehouse(Warehouse):
         if params:
             raise WarehouseError("dbt's adapter connections take no query parameters here")
         with self._cursor(sql) as cur:
-            return self._table(cur, list(cur.fetchall() or []))
+            frame = session_frame(cur) if self._spark_session else None
+            try:
+                if frame is not None:
+                    return frame_table(frame)
+                rows = list(cur.fetchall() or [])
+            except Exception as exc:  # noqa: BLE001 - a driver's own error type, wrapped here
+                raise self._failed(exc) from exc
+            return self._table(cur, rows)
 
     def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
         with self._cursor(sql) as cur:
-            chunks = _row_chunks(cur, batch_size)
-            while True:
-                try:
-                    rows = next(chunks, None)
-                except Exception as exc:  # noqa: BLE001 - a driver's own error type, wrapped here
-                    raise self._failed(exc) from exc
-                if not rows:
-                    return
-                yield from self._table(cur, rows).to_batches()
+            frame = session_frame(cur) if self._spark_session else None
+            if frame is not None:
+                yield from self._wrapped(frame_batches(frame, batch_size))
+                return
+            for rows in self._wrapped(_row_chunks(cur, batch_size)):
+                if rows:
+                    yield from self._table(cur, rows).to_batches()
+
+    def _wrapped(self, items: Iterator[Any]) -> Iterator[Any]:
+        """``items``, a driver's error while making the next one wrapped."""
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - a driver's own error type, wrapped here
+                raise self._failed(exc) from exc
+            yield item
 
     @contextmanager
     def spine(self, table: pa.Table) -> Iterator[exp.Table]:
@@ -280,16 +298,12 @@ def _log4j_file() -> Path | None:
     return path
 
 
+def _is_spark_session(adapter_type: str, credentials: Any) -> bool:
+    return adapter_type == "spark" and str(getattr(credentials, "method", "")) == "session"
+
+
 def _row_chunks(cur: Any, size: int) -> Iterator[list]:
-    """The rows of an executed cursor, ``size`` at a time. dbt-spark's ``session`` cursor has
-    no ``fetchmany`` (its ``fetchall`` collects the whole result into the driver): its query's
-    DataFrame is read a partition at a time (``toLocalIterator``) instead."""
-    frame = getattr(cur, "_df", None)
-    if not hasattr(cur, "fetchmany") and frame is not None:
-        rows = frame.toLocalIterator(prefetchPartitions=True)
-        while chunk := list(islice(rows, size)):
-            yield chunk
-        return
+    """The rows of an executed cursor, ``size`` at a time (all at once without ``fetchmany``)."""
     if not hasattr(cur, "fetchmany"):
         yield list(cur.fetchall() or [])
         return

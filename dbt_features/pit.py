@@ -6,6 +6,7 @@ timestamp minus the view's ttl). Ties on the event timestamp go to the greatest
 ``created_timestamp`` (NULL counts as the lowest), then to the greatest feature values, compared
 one by one in the view's declared feature order (NULL lowest, strings by code point): two rows
 that still tie are identical in every returned column, so the pick can never be arbitrary.
+With ``as_known_at`` a row must also have been created by the spine time (``pit_known``).
 
 Each view is joined to the spine on its own, in a CTE of that view's features per spine row;
 the final select joins those CTEs to the spine and returns its rows in its order. Per view, as
@@ -16,6 +17,8 @@ measured on DuckDB (see tests/benchmarks and docs/design.md):
   ties, only when some matched timestamp held several rows (more rows fetched than spine rows).
 * Every other dialect: ``LEFT JOIN`` on the keys and the time window, then ``ROW_NUMBER()`` in
   a subquery (portable to PostgreSQL, Snowflake, BigQuery, Spark and Trino alike).
+* Spark (``Quirks.carry_forward``, measured on Spark) unless ``as_known_at``: one sort of spine
+  and view rows per entity carries each view's latest row forward, views chained (``pit_carry``).
 
 The spine is numbered (``ROW_NUMBER() OVER ()``) in a CTE that every view reads. Where the
 dialect computes a ``MATERIALIZED`` CTE once (DuckDB, PostgreSQL) the views are keyed by that
@@ -35,6 +38,7 @@ from sqlglot import exp
 from .errors import UsageError
 from .registry import FeatureView
 from .relation import Relation
+from .pit_known import KNOWN, known_at, known_times
 from .timestamps import utc, view_timestamp_kind
 
 PREFIX = "__dbt_features_"
@@ -52,6 +56,7 @@ class Quirks:
     ordered_row_number: bool = False  # ROW_NUMBER() needs an ORDER BY in its window
     numeric_interval: bool = False  # INTERVAL 60 SECOND (BigQuery), not INTERVAL '60' SECOND
     materialized_cte: bool = False  # WITH x AS MATERIALIZED: computed once, however often read
+    carry_forward: bool = False  # a sort per entity beats a range join (``pit_carry``)
 
 
 QUIRKS: dict[str, Quirks] = {
@@ -59,7 +64,7 @@ QUIRKS: dict[str, Quirks] = {
     "postgres": Quirks(string_collation="C", materialized_cte=True),
     "snowflake": Quirks(ordered_row_number=True),
     "bigquery": Quirks(numeric_interval=True),
-    "spark": Quirks(ordered_row_number=True),
+    "spark": Quirks(ordered_row_number=True, carry_forward=True),
     "trino": Quirks(),
 }
 DIALECTS = tuple(QUIRKS)
@@ -89,14 +94,23 @@ class ViewJoin:
 
 
 def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *,
-                        tie_break: bool = True, ordered: bool = True) -> exp.Select:
+                        tie_break: bool = True, ordered: bool = True,
+                        as_known_at: bool = False) -> exp.Select:
     """The whole training-set query: spine columns, then each requested feature, in spine order.
+
+    ``as_known_at``: a row of a view with a ``created_timestamp`` is a candidate only if it was
+    created at or before the spine time (NULL: known since its event time; see ``pit_known``).
 
     For the Python path on DuckDB (measured faster; same result): ``tie_break=False`` leaves
     out the ``QUALIFY`` of the ASOF shape, so a spine row whose matched time holds several rows
     comes back several times (the caller sees more rows than spine rows and runs the query
     again with it). ``ordered=False`` returns the row number instead of sorting by it."""
     quirks = quirks_for(dialect)
+    known_any = as_known_at and any(j.view.created_timestamp is not None for j in joins)
+    if quirks.carry_forward and not known_any:  # as known at: a condition on each row pair
+        from .pit_carry import carry_forward_query  # built of this module's pieces
+
+        return carry_forward_query(spine, joins, dialect, ordered=ordered)
     keys = [k.name for j in joins for k in j.view.entity.join_keys]
     carried = list(dict.fromkeys([*spine.columns, *keys]))
     numbered_here = spine.row_id is None
@@ -109,10 +123,11 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     bys = []
     for index, join in enumerate(joins, start=1):
         by = [ROW] if by_row else [*(k.name for k in join.view.entity.join_keys), TS]
+        known = as_known_at and join.view.created_timestamp is not None
         if quirks.asof:
-            ctes += _asof_ctes(index, by, join, dialect, quirks, tie_break)
+            ctes += _asof_ctes(index, by, join, dialect, quirks, tie_break, known)
         else:
-            ctes.append(exp.CTE(this=_window_step(by, join, dialect, quirks),
+            ctes.append(exp.CTE(this=_window_step(by, join, dialect, quirks, known),
                                 alias=_alias(f"view_{index}")))
         bys.append(by)
     query = _collect(spine, joins, bys, ordered)
@@ -173,24 +188,27 @@ def _spine_select(spine: Spine, carried: list[str], quirks: Quirks) -> exp.Selec
     ).from_(spine.table.copy())
 
 
-def _asof_match(by: list[str], join: ViewJoin, dialect: str) -> exp.Select:
-    """DuckDB: the matched event time of each spine row (NULL when none, or older than ttl)."""
+def _asof_match(by: list[str], join: ViewJoin, dialect: str, known: bool) -> exp.Select:
+    """DuckDB: the matched event time of each spine row (NULL when none, or older than ttl);
+    ``known``: matched on rows' known times, carrying the spine time (see ``pit_known``)."""
     view = join.view
     kind = view_timestamp_kind(view, dialect)
     keys = [k.name for k in view.entity.join_keys]
-    narrow = exp.select(
+    narrow = known_times(view, dialect, view_table(view), TS) if known else exp.select(
         *(exp.column(k, quoted=True) for k in keys),
         exp.alias_(utc(exp.column(view.timestamp.name, quoted=True), kind), TS, quoted=True),
     ).from_(view_table(view))
-    on = _keys_equal(view, "p", "f") + [exp.GTE(this=_col(TS, "p"), expression=_col(TS, "f"))]
+    on = _keys_equal(view, "p", "f") + [
+        exp.GTE(this=_col(TS, "p"), expression=_col(KNOWN if known else TS, "f"))]
     matched: exp.Expression = _col(TS, "f")
+    carried = [TS] if known else []  # the fetch checks created times against it
     if view.ttl_seconds:
         matched = exp.Case(
             ifs=[exp.If(this=_within_ttl(_col(TS, "f"), view, QUIRKS["duckdb"]),
                         true=_col(TS, "f"))]
         )
     return (
-        exp.select(*(_col(c, "p") for c in dict.fromkeys([*by, *keys])),
+        exp.select(*(_col(c, "p") for c in dict.fromkeys([*by, *keys, *carried])),
                    exp.alias_(matched, MATCH, quoted=True))
         .from_(exp.alias_(_table("spine"), "p", quoted=True))
         .join(
@@ -202,28 +220,31 @@ def _asof_match(by: list[str], join: ViewJoin, dialect: str) -> exp.Select:
 
 
 def _asof_ctes(index: int, by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
-               tie_break: bool) -> list[exp.CTE]:
+               tie_break: bool, known: bool = False) -> list[exp.CTE]:
     """DuckDB: match_N (the matched time of each spine row), fetch_N (the view's rows at that
     time; materialized, as it is read three times) and view_N (one row per spine row)."""
     match, fetch, view = (f"{name}_{index}" for name in ("match", "fetch", "view"))
-    ctes = [exp.CTE(this=_asof_match(by, join, dialect), alias=_alias(match))]
+    ctes = [exp.CTE(this=_asof_match(by, join, dialect, known), alias=_alias(match))]
     if not tie_break:
-        return [*ctes, exp.CTE(this=_asof_fetch(match, by, join, dialect), alias=_alias(view))]
+        return [*ctes, exp.CTE(this=_asof_fetch(match, by, join, dialect, known=known),
+                               alias=_alias(view))]
     ties = _tie_columns(join)
     return [*ctes,
-            exp.CTE(this=_asof_fetch(match, by, join, dialect, ties), alias=_alias(fetch),
+            exp.CTE(this=_asof_fetch(match, by, join, dialect, ties, known), alias=_alias(fetch),
                     materialized=True),
             exp.CTE(this=_asof_rank(fetch, by, join, quirks, ties), alias=_alias(view))]
 
 
 def _asof_fetch(match: str, by: list[str], join: ViewJoin, dialect: str,
-                ties: dict[str, str] | None = None) -> exp.Select:
-    """DuckDB: the view's rows at the matched time, with the tie-break columns (``ties``: view
-    column -> name here) that are not among the features asked for."""
+                ties: dict[str, str] | None = None, known: bool = False) -> exp.Select:
+    """DuckDB: the view's rows at the matched time (``known``: those known at the spine time),
+    with the tie-break columns (``ties``: view column -> name here) not asked for."""
     view = join.view
     kind = view_timestamp_kind(view, dialect)
     f_ts = utc(_col(view.timestamp.name, "f"), kind)
     on = _keys_equal(view, "m", "f") + [exp.EQ(this=_col(MATCH, "m"), expression=f_ts)]
+    if known:
+        on.append(known_at(view, dialect, "f", _col(TS, "m")))
     outputs = dict(join.outputs)
     extra = [(column, name) for column, name in (ties or {}).items() if outputs.get(column) != name]
     return (
@@ -267,14 +288,18 @@ def _tie_columns(join: ViewJoin) -> dict[str, str]:
     return {c: outputs.get(c, f"{PREFIX}tie_{i}") for i, c in enumerate(columns)}
 
 
-def _window_step(by: list[str], join: ViewJoin, dialect: str, quirks: Quirks) -> exp.Select:
-    """Portable: join every row in the time window, keep the first by the documented order."""
+def _window_step(by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
+                 known: bool = False) -> exp.Select:
+    """Portable: join every row in the time window (``known``: and known at the spine time),
+    keep the first by the documented order."""
     view = join.view
     kind = view_timestamp_kind(view, dialect)
     f_ts = utc(_col(view.timestamp.name, "f"), kind)
     on = _keys_equal(view, "p", "f") + [exp.LTE(this=f_ts, expression=_col(TS, "p"))]
     if view.ttl_seconds:
         on.append(_within_ttl(f_ts.copy(), view, quirks))
+    if known:
+        on.append(known_at(view, dialect, "f", _col(TS, "p")))
     rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(c, "p") for c in by],
                       order=exp.Order(expressions=recency_order(view, dialect, "f")))
     inner = (

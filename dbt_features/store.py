@@ -12,10 +12,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import ProjectError, UsageError
+from .errors import UsageError
 from .manifest import Manifest, current_state, load_manifest, read_manifest, read_metadata
 from .project import DbtOptions, Project, find_project, load_credentials, target_name
 from .registry import REGISTRY_FILE, FeatureRef, FeatureView, Registry
+from .registry_load import LazyWarehouse, cached_registry
 from .staleness import ProjectState
 from .summary import feature_summary, view_summary
 
@@ -26,12 +27,16 @@ if TYPE_CHECKING:
     from .catalog.site import Progress as CatalogProgress
     from .diff import RegistryDiff
     from .serving.online import OnlineResponse, OnlineStore, ViewStatus
+    from .serving.served_export import Progress as ExportProgress
+    from .serving.served_export import ServedExport
+    from .serving.served_log import ServedLogOptions
     from .serving.server import FeatureServer
     from .serving.sync import Progress as SyncProgress
     from .serving.sync import ViewSync
     from .serving.verify import Progress as VerifyProgress
     from .serving.verify import VerifyReport
-    from .warehouse import Relation, Warehouse
+    from .serving.replay_report import ReplayReport
+    from .warehouse import Warehouse
 
 
 class FeatureStore:
@@ -53,8 +58,12 @@ class FeatureStore:
         profiles_dir: str | None = None,
         target: str | None = None,
         vars: dict[str, Any] | None = None,
+        served_log: ServedLogOptions | bool | None = None,
     ) -> None:
         self.options = DbtOptions(project_dir, profiles_dir, target, dict(vars or {}))
+        self.served_log = served_log
+        """Log what online reads serve (``dbt_features.serving.served_log.ServedLogOptions``,
+        or True for its defaults): ``get_online_features`` and the HTTP server."""
         self.project: Project = find_project(self.options)
         self._registry: Registry | None = None
         self._manifest: Manifest | None = None
@@ -66,7 +75,7 @@ class FeatureStore:
         """The target's kind of warehouse (``duckdb``, ``postgres``, ...): the current
         registry's, else what dbt renders from the profile (which imports dbt)."""
         if self._adapter_type is None:
-            saved = _cached_registry(self.project.target_path / REGISTRY_FILE)
+            saved = cached_registry(self.project.target_path / REGISTRY_FILE)
             if saved is not None and self._is_current(saved, current_state(self.project)):
                 self._adapter_type = saved.adapter_type
             else:
@@ -121,7 +130,10 @@ class FeatureStore:
         from .serving.config import resolve_config
         from .serving.online import OnlineStore
 
-        return OnlineStore.open(self.registry, resolve_config(self.project))
+        online = OnlineStore.open(self.registry, resolve_config(self.project))
+        if self.served_log:
+            online.enable_served_log(self.served_log)
+        return online
 
     def sync(self, select: str | None = None, *, exclude: str | None = None,
              state: str | None = None, full_refresh: bool = False, from_sql: bool = False,
@@ -141,7 +153,7 @@ class FeatureStore:
     def get_online_features(self, features: list[str] | str,
                             entity_rows: list[dict[str, Any]]) -> OnlineResponse:
         """Latest values of ``features`` (``view:feature``/``view:*``) for ``entity_rows``
-        (join key -> value)."""
+        (join key -> value); logged when the store has a ``served_log``."""
         return self.online.get_online_features(features, entity_rows)
 
     def online_status(self, select: str | None = None, *, exclude: str | None = None,
@@ -165,23 +177,77 @@ class FeatureStore:
         save_verify(self.project.target_path / VERIFY_FILE, report.to_dict())  # the catalog's
         return report
 
-    def app(self, *, token: str | None = None,
-            request_timeout: float | None = None) -> FeatureServer:
+    def verify_served(self, source: str, *, as_known_at: bool = False,
+                      max_mismatch_rate: float = 0.0, select: str | None = None,
+                      exclude: str | None = None, state: str | None = None) -> ReplayReport:
+        """Replay what was served: each value of a served log (an exported folder or .parquet
+        file, a dbt model or source, or ``stream``) against the training set's value at its
+        request time; ``exit_code`` 1 when a feature's mismatch rate is above
+        ``max_mismatch_rate``. The report is kept in target/ for the server's /metrics."""
+        from .serving.replay import ReplayOptions, replay
+        from .serving.replay_report import REPLAY_FILE, save_replay
+        from .serving.replay_source import SourceContext, load_served, read_stream
+        from .training import ManifestRelations
+
+        options = ReplayOptions(as_known_at=as_known_at, max_mismatch_rate=max_mismatch_rate)
+        chosen = None
+        if select or exclude:
+            chosen = frozenset(v.name for v in self.select(select, exclude, state=state))
+        ctx = SourceContext(self.registry, chosen, lambda: ManifestRelations(self.manifest),
+                            self.warehouse, lambda: read_stream(self.project, self.read_served))
+        report = replay(load_served(source, ctx), self.registry, self.warehouse, options)
+        save_replay(self.project.target_path / REPLAY_FILE, report)
+        return report
+
+    def app(self, *, token: str | None = None, request_timeout: float | None = None,
+            served_log: ServedLogOptions | bool | None = None) -> FeatureServer:
         """The HTTP feature server as an ASGI application: Feast's ``/get-online-features``,
-        plus ``/health``, ``/features``, ``/metrics``, and the feature catalog at ``/``."""
+        plus ``/health``, ``/features``, ``/metrics``, and the feature catalog at ``/``;
+        ``served_log`` (default: the store's) logs what it serves."""
         from .serving.config import resolve_config
         from .serving.server import REQUEST_TIMEOUT_S, open_server
 
-        return open_server(self.registry, resolve_config(self.project), token=token,
-                           request_timeout=request_timeout or REQUEST_TIMEOUT_S,
-                           catalog=self.catalog_site())
+        server = open_server(self.registry, resolve_config(self.project), token=token,
+                             request_timeout=request_timeout or REQUEST_TIMEOUT_S,
+                             catalog=self.catalog_site())
+        logged = self.served_log if served_log is None else served_log
+        if logged:
+            server.online.enable_served_log(logged)
+        from .serving.replay_report import REPLAY_FILE
+
+        server.replay_file = self.project.target_path / REPLAY_FILE  # the last verify --served
+        return server
+
+    def export_served(self, output: str | Path, *,
+                      progress: ExportProgress | None = None) -> ServedExport:
+        """Move the served-value log from the online store's Redis into Parquet files,
+        ``output/<view>/*.parquet`` (exported entries are deleted from Redis; an interrupted
+        export loses nothing and writes nothing twice when run again)."""
+        from .serving.served_export import export_served
+
+        self._flush_served_log()
+        return export_served(self.online, Path(output), progress)
+
+    def read_served(self) -> dict[str, pa.Table]:
+        """The served-value log as it is in Redis, one Arrow table per view (nothing deleted)."""
+        from .serving.served_export import read_served
+
+        self._flush_served_log()
+        return read_served(self.online)
+
+    def _flush_served_log(self) -> None:
+        """What this store's own reads logged is in Redis before the log is read."""
+        log = self.online.served_log
+        if log is not None:
+            log.flush()
 
     def serve(self, host: str = "127.0.0.1", port: int = 6566, *,
-              token: str | None = None) -> None:
+              token: str | None = None,
+              served_log: ServedLogOptions | bool | None = None) -> None:
         """Run the HTTP feature server until interrupted."""
         from .serving.serving_process import bind, run
 
-        app = self.app(token=token)
+        app = self.app(token=token, served_log=served_log)
         run(app, bind(host, port))
 
     def catalog_site(self, *, state: str | Path | None = None,
@@ -232,7 +298,7 @@ class FeatureStore:
     def _load_registry(self, *, refresh: bool) -> Registry:
         path = self.project.target_path / REGISTRY_FILE
         state = current_state(self.project)
-        saved = None if refresh else _cached_registry(path)
+        saved = None if refresh else cached_registry(path)
         if saved is not None and self._is_current(saved, state):
             self._adapter_type = saved.adapter_type
             return saved
@@ -243,7 +309,7 @@ class FeatureStore:
             self._manifest = load_manifest(self.project, self.adapter_type, state=state)
         from .build import build_registry
 
-        with _LazyWarehouse(self.project) as lazy:
+        with LazyWarehouse(self.project) as lazy:
             registry = build_registry(
                 self._manifest, project=self.project.name, target=self.target,
                 columns_of=lazy.describe, strict=False, project_fingerprint=state.fingerprint,
@@ -298,19 +364,22 @@ class FeatureStore:
         *,
         spine_timestamp: str | None = None,
         full_feature_names: bool = False,
+        as_known_at: bool = False,
     ) -> pa.Table:
         """Point-in-time training set as a ``pyarrow.Table``: every spine row once, in order,
         with each feature as of the row's timestamp (see README "Training sets").
 
         ``spine``: a pandas/polars DataFrame, an Arrow table, a .parquet/.csv path, or the name
         of a dbt model or source (``source_name.table``; the join then runs in the warehouse).
-        ``features``: ``view:feature`` / ``view:*`` references."""
+        ``features``: ``view:feature`` / ``view:*`` references. ``as_known_at``: a row of a view
+        with a ``created_timestamp`` counts only once created, at or before the spine time
+        (docs/training-sets.md, "As known at")."""
         from .training import ManifestRelations, get_training_set
 
         return get_training_set(
             self.registry, self.warehouse, spine, features,
             spine_timestamp=spine_timestamp, full_feature_names=full_feature_names,
-            relations=ManifestRelations(self.manifest),
+            relations=ManifestRelations(self.manifest), as_known_at=as_known_at,
         )
 
     def training_sql(
@@ -322,49 +391,15 @@ class FeatureStore:
         spine_timestamp: str | None = None,
         full_feature_names: bool = False,
         pretty: bool = True,
+        as_known_at: bool = False,
     ) -> str:
         """The training-set SQL for a spine that is a dbt model or source, in ``dialect``
-        (duckdb, postgres, snowflake, bigquery, spark, trino; default: the target's)."""
+        (duckdb, postgres, snowflake, bigquery, spark, trino; default: the target's);
+        ``as_known_at`` as for ``get_training_set``."""
         from .training import ManifestRelations, training_sql
 
         return training_sql(
             self.registry, self.warehouse, ManifestRelations(self.manifest), spine, features,
             dialect=dialect, spine_timestamp=spine_timestamp,
-            full_feature_names=full_feature_names, pretty=pretty,
+            full_feature_names=full_feature_names, pretty=pretty, as_known_at=as_known_at,
         )
-
-
-def _cached_registry(path: Path) -> Registry | None:
-    """The exported registry if this version of dbt-features wrote it, else None (rebuild)."""
-    if not path.is_file():
-        return None
-    try:
-        saved = Registry.load(path)
-    except ProjectError:
-        return None
-    from .registry import FINGERPRINT_VERSION
-
-    return saved if saved.fingerprint_version == FINGERPRINT_VERSION else None
-
-
-class _LazyWarehouse:
-    """Opens the warehouse connection on first use: a project without feature views needs none."""
-
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self._warehouse: Warehouse | None = None
-
-    def __enter__(self) -> "_LazyWarehouse":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._warehouse is not None:
-            self._warehouse.close()
-
-    def describe(self, relation: Relation) -> dict[str, str] | None:
-        if self._warehouse is None:
-            from .warehouse import open_warehouse
-
-            self._warehouse = open_warehouse(self.project)
-        return self._warehouse.describe(relation)
-

@@ -147,13 +147,15 @@ def get_training_set(
     spine_timestamp: str | None = None,
     full_feature_names: bool = False,
     relations: SpineRelations = lambda name: None,
+    as_known_at: bool = False,
 ) -> pa.Table:
-    """Point-in-time training set as an Arrow table: spine columns, then the features."""
+    """Point-in-time training set as an Arrow table: spine columns, then the features.
+    ``as_known_at``: only rows created by the spine time count (``pit.point_in_time_query``)."""
     joins = plan(registry, features, full_feature_names=full_feature_names)
     source = resolve_spine(spine, relations)
     with warehouse() as wh:
         if isinstance(source, ModelSpine):
-            return _model_spine_set(wh, source, joins, spine_timestamp)
+            return _model_spine_set(wh, source, joins, spine_timestamp, as_known_at)
         where = "the spine" if not isinstance(spine, (str, os.PathLike)) else f"spine {os.fspath(spine)}"
         kinds = {f.name: arrow_kind(f.type) for f in source.schema}
         ts = choose_timestamp(kinds, spine_timestamp, where)
@@ -169,23 +171,26 @@ def get_training_set(
             # features in spine order, put next to the spine's own columns.
             for join in joins:
                 log.info("Joining %s spine rows with %s ...", f"{source.num_rows:,}", join.view.name)
-                found = _features_of(wh, spine_sql, join, source.num_rows)
+                found = _features_of(wh, spine_sql, join, source.num_rows, as_known_at)
                 for feature, out in join.outputs:
                     result = result.append_column(out, _typed(found.column(out), join.view, feature))
                 del found
     return result
 
 
-def _features_of(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int) -> pa.Table:
+def _features_of(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int,
+                 as_known_at: bool) -> pa.Table:
     """One view's features for an uploaded spine, in spine order.
 
     Measured on DuckDB: the query without its tie-break is faster, and exact whenever it
     returns one row per spine row (no matched time holds two rows); otherwise it is run again
     with the tie-break."""
-    query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect, tie_break=False)
+    query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect, tie_break=False,
+                           as_known_at=as_known_at)
     found = _fetch(wh, pit.to_sql(query, wh.dialect), [join])
     if found.num_rows != n:
-        query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect)
+        query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect,
+                               as_known_at=as_known_at)
         found = _fetch(wh, pit.to_sql(query, wh.dialect), [join])
     if found.num_rows != n:  # pragma: no cover - would be a bug of ours
         raise AssertionError(f"{found.num_rows} feature rows for {n} spine rows")
@@ -205,9 +210,10 @@ def _fetch(wh: Warehouse, sql: str, joins: list[pit.ViewJoin]) -> pa.Table:
 
 
 def _model_spine_set(wh: Warehouse, spine: ModelSpine, joins: list[pit.ViewJoin],
-                     spine_timestamp: str | None) -> pa.Table:
+                     spine_timestamp: str | None, as_known_at: bool) -> pa.Table:
     columns = wh.describe(spine.relation)
-    sql = training_query_sql(spine, columns, joins, wh.dialect, spine_timestamp)
+    sql = training_query_sql(spine, columns, joins, wh.dialect, spine_timestamp,
+                             as_known_at=as_known_at)
     found = _fetch(wh, sql, joins)
     for join in joins:
         for feature, out in join.outputs:
@@ -227,6 +233,7 @@ def training_sql(
     spine_timestamp: str | None = None,
     full_feature_names: bool = False,
     pretty: bool = True,
+    as_known_at: bool = False,
 ) -> str:
     """The single-statement training-set SQL for a spine that is a dbt model or source."""
     dialect = dialect or registry.dialect
@@ -242,13 +249,14 @@ def training_sql(
     with warehouse() as wh:
         columns = wh.describe(relation)
     return training_query_sql(ModelSpine(spine, relation), columns, joins, dialect,
-                              spine_timestamp, pretty=pretty, source_dialect=registry.dialect)
+                              spine_timestamp, pretty=pretty, source_dialect=registry.dialect,
+                              as_known_at=as_known_at)
 
 
 def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
                        joins: list[pit.ViewJoin], dialect: str,
                        spine_timestamp: str | None, *, pretty: bool = False,
-                       source_dialect: str | None = None) -> str:
+                       source_dialect: str | None = None, as_known_at: bool = False) -> str:
     """The SQL of a training set whose spine is a relation (what ``dbt-features sql`` prints);
     ``source_dialect``: the target's, in which ephemeral views' compiled SQL is written."""
     where = f"spine model {spine.name} ({spine.relation})"
@@ -272,7 +280,7 @@ def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
     )
     query = training_query(
         pit.Spine(table=table, columns=tuple(columns), timestamp=ts, timestamp_kind=kinds[ts]),
-        joins, dialect, source_dialect=source_dialect or dialect,
+        joins, dialect, source_dialect=source_dialect or dialect, as_known_at=as_known_at,
     )
     return pit.to_sql(query, dialect, pretty=pretty)
 

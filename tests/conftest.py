@@ -47,6 +47,8 @@ MARKERS = {
     "redis": ("needs the shared Redis server on 127.0.0.1:6379", REDIS_NAMES),
     "spark": ("needs dbt-spark[session], pyspark and Java 17: `make test-spark` runs these",
               set()),
+    "slow": ("a fault, soak or scale test, or a docs walk-through, of tens of seconds each: "
+             "`make test-slow` runs these (CI runs it after `make test`)", set()),
 }
 # What a unit test must never do (Python's audit events for them).
 OUTSIDE_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",

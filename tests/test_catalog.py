@@ -221,6 +221,7 @@ def many_views() -> dict[str, str]:
     return files
 
 
+@pytest.mark.slow
 def test_a_project_of_hundreds_of_views(tmp_path: Path, redis_prefix: str):
     project = make_project(tmp_path / "many", many_views(), build=False)
     result = invoke("catalog", "--project-dir", str(project), "--json")

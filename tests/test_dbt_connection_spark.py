@@ -5,9 +5,9 @@ dbt-spark[session] and pyspark; Java 17); ``make test`` leaves it out.
 One project, built once by ``dbt run``: a view with created timestamps, many exact ties of
 event time, NULL values and a ttl, and a spine with entities the view lacks. Checked: the
 training set against the brute-force reference (model spine, Arrow spine and the dbt macro's
-model alike), then sync, reads and verify; and the randomized point-in-time cases of
-``test_pit.py`` (ties, ttl, created timestamps, missing entities, time zones), run on Spark
-against the same brute-force reference."""
+model alike, by default and as known at), then sync, reads and verify; and the randomized
+point-in-time cases of ``test_pit.py`` (ties, ttl, created timestamps, missing entities, time
+zones), run on Spark against the same brute-force reference, by default and as known at."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dbt_features.relation import Relation
 from test_pit import build, check, scenario
@@ -51,6 +52,9 @@ from range(0, 600) as t(id)
 
 MACRO = """select * from {{ dbt_features.training_set(ref('spine'), ['events:*'], spine_timestamp='at') }}
 """
+MACRO_KNOWN = """select * from {{ dbt_features.training_set(ref('spine'), ['events:*'], spine_timestamp='at',
+                                           as_known_at=true) }}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,8 @@ def spark_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "profiles.yml").write_text(
         "sparkfs:\n  target: spark\n  outputs:\n    spark:\n      type: spark\n"
         "      method: session\n      schema: fs\n      host: NA\n      threads: 1\n")
-    for name, sql in (("events", EVENTS), ("spine", SPINE), ("macro_set", MACRO)):
+    for name, sql in (("events", EVENTS), ("spine", SPINE), ("macro_set", MACRO),
+                      ("macro_known_set", MACRO_KNOWN)):
         (root / "models" / f"{name}.sql").write_text(sql)
     for args in (["deps"], ["run"]):
         result = subprocess.run([DBT, *args, "--profiles-dir", str(root)], cwd=root,
@@ -85,7 +90,7 @@ def spark_store(spark_project: Path) -> Any:
     return FeatureStore(project_dir=str(spark_project))
 
 
-def _reference(store: Any) -> list[tuple]:
+def _reference(store: Any, as_known_at: bool = False) -> list[tuple]:
     from training_support import ViewData, reference
 
     view = store.registry.view("events")
@@ -93,7 +98,8 @@ def _reference(store: Any) -> list[tuple]:
         rows = wh.arrow("SELECT * FROM fs.events").to_pylist()
         spine = wh.arrow("SELECT * FROM fs.spine").to_pylist()
     names = [f.name for f in view.features]
-    expected = reference(spine, "at", [ViewData(view, rows, None)], [[(n, n) for n in names]])
+    expected = reference(spine, "at", [ViewData(view, rows, None)], [[(n, n) for n in names]],
+                         as_known_at=as_known_at)
     return sorted(_row(r, names) for r in expected)
 
 
@@ -118,6 +124,24 @@ def test_training_sets_on_spark_match_the_reference(spark_store: Any) -> None:
     assert sorted(_row(r, names) for r in macro) == expected
 
 
+def test_as_known_at_training_sets_on_spark_match_the_reference(spark_store: Any) -> None:
+    """created_at is unrelated to event_at: many rows were created after the spine times that
+    would pick them, and are skipped, as known at, alike by every path."""
+    names = [f.name for f in spark_store.registry.view("events").features]
+    expected = _reference(spark_store, as_known_at=True)
+    assert expected != _reference(spark_store)
+    from_model = spark_store.get_training_set("spine", ["events:*"], spine_timestamp="at",
+                                              as_known_at=True)
+    assert sorted(_row(r, names) for r in from_model.to_pylist()) == expected
+    spine = from_model.select(["entity_id", "at"])
+    from_arrow = spark_store.get_training_set(spine, ["events:*"], spine_timestamp="at",
+                                              as_known_at=True)
+    assert sorted(_row(r, names) for r in from_arrow.to_pylist()) == expected
+    with spark_store.warehouse() as wh:
+        macro = wh.arrow("SELECT * FROM fs.macro_known_set").to_pylist()
+    assert sorted(_row(r, names) for r in macro) == expected
+
+
 def test_sync_reads_and_verify_on_spark(spark_store: Any, redis_prefix: str) -> None:
     first = spark_store.sync()[0]
     assert first.mode == "full" and first.entities > 0
@@ -139,6 +163,29 @@ def spark_warehouse(spark_project: Path) -> Any:
     return lambda: DbtConnectionWarehouse("spark", adapter_type, credentials)
 
 
+def test_spark_results_are_read_as_arrow_a_partition_at_a_time(spark_warehouse: Any) -> None:
+    """The session's results come as Arrow (DECIMAL as float64, TIMESTAMP as UTC, as the
+    cursor's rows would), whole or in batches of at most the size asked; a failure while
+    reading is a WarehouseError."""
+    from dbt_features.errors import WarehouseError
+
+    sql = ("SELECT id, CAST(id AS DECIMAL(10, 2)) / 4 AS d, timestamp_seconds(id) AS t "
+           "FROM range(0, 2500, 1, 3)")
+    with spark_warehouse() as wh:
+        whole = wh.arrow(sql)
+        batches = list(wh.batches(sql, batch_size=400))
+        with pytest.raises(WarehouseError, match="spark query failed"):
+            list(wh.batches("SELECT assert_true(id < 5) FROM range(0, 10)"))
+        with pytest.raises(WarehouseError, match="spark query failed"):
+            wh.arrow("SELECT assert_true(id < 5) FROM range(0, 10)")
+    assert whole.schema == pa.schema([("id", pa.int64()), ("d", pa.float64()),
+                                      ("t", pa.timestamp("us", tz="UTC"))])
+    assert whole.column("id").to_pylist() == list(range(2500))
+    assert whole.column("d").to_pylist()[:3] == [0.0, 0.25, 0.5]
+    assert all(b.schema == whole.schema and b.num_rows <= 400 for b in batches)
+    assert len(batches) >= 7 and pa.Table.from_batches(batches).equals(whole)
+
+
 def _write_views(warehouse: Any, tables: dict[str, pa.Table]) -> None:
     """Each table as a temporary view of the Spark session, as an uploaded spine is held."""
     from sqlglot import exp
@@ -157,6 +204,16 @@ def _write_views(warehouse: Any, tables: dict[str, pa.Table]) -> None:
                                  HealthCheck.function_scoped_fixture])
 @given(s=scenario())
 def test_spark_matches_the_reference(spark_warehouse: Any, s: dict[str, Any]) -> None:
+    views, tables, spine = build(s, None)
+    _write_views(spark_warehouse, tables)
+    check(s, views, spine, "spark", spark_warehouse, Relation(None, None, "spine"))
+
+
+@settings(max_examples=int(os.environ.get("SPARK_PIT_EXAMPLES", "12")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(s=scenario(as_known_at=st.just(True)))
+def test_spark_as_known_at_matches_the_reference(spark_warehouse: Any, s: dict[str, Any]) -> None:
     views, tables, spine = build(s, None)
     _write_views(spark_warehouse, tables)
     check(s, views, spine, "spark", spark_warehouse, Relation(None, None, "spine"))

@@ -37,6 +37,10 @@ select * from {{ source('raw', 'fb') }}
     "models/training.sql": """
 select * from {{ dbt_features.training_set(ref('spine'), ['fa:*', 'fb:fb_str', 'fb:fb_flag']) }}
 """,
+    "models/training_known.sql": """
+select * from {{ dbt_features.training_set(ref('spine'), ['fa:*', 'fb:fb_str', 'fb:fb_flag'],
+                                           as_known_at=true) }}
+""",
     "models/sources.yml": """
 version: 2
 sources:
@@ -47,8 +51,11 @@ sources:
 }
 
 
-def random_tables(seed: int, aware_spine: bool, ties: bool = True) -> dict[str, pa.Table]:
-    """Random views and spine; without ``ties``, no two rows of a view share key and time."""
+def random_tables(seed: int, aware_spine: bool, ties: bool = True,
+                  late: bool = False) -> dict[str, pa.Table]:
+    """Random views and spine; without ``ties``, no two rows of a view share key and time; with
+    ``late``, fa's rows are created up to 6 hours after their event time (often after the spine
+    times that would pick them), else in the first 2 hours."""
     rng = random.Random(seed)
 
     def maybe(value: Any, p: float = 0.1) -> Any:
@@ -57,9 +64,13 @@ def random_tables(seed: int, aware_spine: bool, ties: bool = True) -> dict[str, 
     def hours(n: int) -> Any:
         return BASE + timedelta(hours=n)
 
-    fa = [{"a_id": maybe(rng.randint(0, 5), 0.05), "a_ts": maybe(hours(rng.randint(0, 20)), 0.05),
-           "a_created": maybe(hours(rng.randint(0, 2)), 0.3), "fa_int": maybe(rng.randint(-3, 3)),
-           "fa_dbl": rng.choice([0.5, 1.5, -1.0, None])} for _ in range(300)]
+    fa = []
+    for _ in range(300):
+        event = rng.randint(0, 20)
+        created = event + rng.randint(-1, 6) if late else rng.randint(0, 2)
+        fa.append({"a_id": maybe(rng.randint(0, 5), 0.05), "a_ts": maybe(hours(event), 0.05),
+                   "a_created": maybe(hours(created), 0.3), "fa_int": maybe(rng.randint(-3, 3)),
+                   "fa_dbl": rng.choice([0.5, 1.5, -1.0, None])})
     fb = [{"b_key": rng.choice(["x", "y", "é", "", None]),
            "b_ts": maybe(hours(rng.randint(0, 20)).replace(tzinfo=timezone.utc), 0.05),
            "fb_str": rng.choice(["a", "B", "b", "é", "", None]),
@@ -154,26 +165,29 @@ def package_project(root: Path, package_schema: str, *, extra: dict[str, str] | 
 
 
 def check(project: Path, target: str | None, tables: dict[str, pa.Table], dialect: str) -> None:
+    """The macro's models (default and as known at), the Python path on the spine model and on
+    the Arrow spine, and the reference: the same rows."""
     run_dbt(project, "run", *(["--target", target] if target else []))
     store = FeatureStore(project_dir=str(project), target=target)
     registry = store.registry
     va, vb = registry.view("fa"), registry.view("fb")
     views = [ViewData(va, tables["fa"].to_pylist(), tables["fa"].schema),
              ViewData(vb, tables["fb"].to_pylist(), tables["fb"].schema)]
-    expected = reference(tables["spine"].to_pylist(), "event_timestamp", views,
-                         [[("fa_int", "fa_int"), ("fa_dbl", "fa_dbl")],
-                          [("fb_str", "fb_str"), ("fb_flag", "fb_flag")]])
-    relation = store.manifest.node("model.pit_diff.training")
-    with store.warehouse() as wh:
-        assert wh.dialect == dialect
-        schema = relation["schema"]
-        from_macro = wh.arrow(f'select * from "{schema}"."training"')
-    from_python = store.get_training_set("spine", FEATURES)
-    assert from_macro.column_names == from_python.column_names
-    assert unordered(from_macro.to_pylist()) == unordered(expected)
-    assert unordered(from_python.to_pylist()) == unordered(expected)
-    from_arrow = store.get_training_set(tables["spine"], FEATURES)
-    assert from_arrow.to_pylist() == expected
+    for model, known in (("training", False), ("training_known", True)):
+        expected = reference(tables["spine"].to_pylist(), "event_timestamp", views,
+                             [[("fa_int", "fa_int"), ("fa_dbl", "fa_dbl")],
+                              [("fb_str", "fb_str"), ("fb_flag", "fb_flag")]], as_known_at=known)
+        relation = store.manifest.node(f"model.pit_diff.{model}")
+        with store.warehouse() as wh:
+            assert wh.dialect == dialect
+            schema = relation["schema"]
+            from_macro = wh.arrow(f'select * from "{schema}"."{model}"')
+        from_python = store.get_training_set("spine", FEATURES, as_known_at=known)
+        assert from_macro.column_names == from_python.column_names
+        assert unordered(from_macro.to_pylist()) == unordered(expected), model
+        assert unordered(from_python.to_pylist()) == unordered(expected), model
+        from_arrow = store.get_training_set(tables["spine"], FEATURES, as_known_at=known)
+        assert from_arrow.to_pylist() == expected, model
 
 
 @pytest.mark.parametrize(("seed", "ties"), [(1, True), (2, True), (7, False)])
@@ -187,10 +201,23 @@ def test_macro_equals_python_on_duckdb(project: Path, seed: int, ties: bool) -> 
     assert 'partition by x."__dbt_features_row"' in compiled_view_ctes(project)
 
 
+def test_macro_as_known_at_equals_python_on_duckdb(project: Path) -> None:
+    """Rows created after the spine times that would pick them: as known at, the macro and the
+    Python path skip them alike; fa (created_timestamp) is matched on its rows' known times."""
+    tables = random_tables(8, aware_spine=True, late=True)
+    write_duckdb(project / "diff.duckdb", tables)
+    check(project, None, tables, "duckdb")
+    known = compiled(project, "training_known")
+    assert known.count("asof left join") == 2 and known.count("__dbt_features_known") > 1
+    assert '"a_created" is null)' in known
+    assert '"a_created" is null' not in compiled(project)
+
+
 @pytest.mark.postgres
-@pytest.mark.parametrize("seed", [3, 4])
-def test_macro_equals_python_on_postgres(project: Path, package_schema: str, seed: int) -> None:
-    tables = random_tables(seed, aware_spine=seed % 2 == 0)
+@pytest.mark.parametrize(("seed", "late"), [(3, False), (4, False), (9, True)])
+def test_macro_equals_python_on_postgres(project: Path, package_schema: str, seed: int,
+                                         late: bool) -> None:
+    tables = random_tables(seed, aware_spine=seed % 2 == 0, late=late)
     write_postgres(PG_DSN, package_schema, tables)
     check(project, "postgres", tables, "postgres")
     assert "__dbt_features_spine as materialized (" in compiled(project)
@@ -198,7 +225,7 @@ def test_macro_equals_python_on_postgres(project: Path, package_schema: str, see
 
 
 def test_macro_keyed_by_join_keys_equals_python_on_duckdb(keyed_project: Path) -> None:
-    tables = random_tables(5, aware_spine=True)
+    tables = random_tables(5, aware_spine=True, late=True)
     write_duckdb(keyed_project / "diff.duckdb", tables)
     check(keyed_project, None, tables, "duckdb")
     assert "__dbt_features_row" not in compiled_view_ctes(keyed_project)
@@ -207,14 +234,14 @@ def test_macro_keyed_by_join_keys_equals_python_on_duckdb(keyed_project: Path) -
 @pytest.mark.postgres
 def test_macro_keyed_by_join_keys_equals_python_on_postgres(keyed_project: Path,
                                                             keyed_schema: str) -> None:
-    tables = random_tables(6, aware_spine=False)
+    tables = random_tables(6, aware_spine=False, late=True)
     write_postgres(PG_DSN, keyed_schema, tables)
     check(keyed_project, "postgres", tables, "postgres")
     assert "__dbt_features_row" not in compiled_view_ctes(keyed_project)
 
 
-def compiled(project: Path) -> str:
-    return (project / "target" / "compiled" / "pit_diff" / "models" / "training.sql").read_text()
+def compiled(project: Path, model: str = "training") -> str:
+    return (project / "target" / "compiled" / "pit_diff" / "models" / f"{model}.sql").read_text()
 
 
 def compiled_view_ctes(project: Path) -> str:
@@ -263,6 +290,13 @@ def test_macro_error_names_the_missing_key(built_project: Path) -> None:
         "select * from {{ dbt_features.training_set(ref('fa'), ['fb:fb_str'], "
         "spine_timestamp='a_ts') }}\n")}, "bad")
     assert "has no column 'b_key', the join key of feature view 'fb'" in out
+
+
+def test_macro_error_names_a_bad_as_known_at(built_project: Path) -> None:
+    out = failed_model(built_project, {"bad": (
+        "select * from {{ dbt_features.training_set(ref('spine'), ['fa:*'], "
+        "as_known_at='yes') }}\n")}, "bad")
+    assert "dbt_features.training_set: as_known_at must be true or false, not 'yes'" in out
 
 
 def test_macro_error_names_an_unbuilt_view(project: Path) -> None:

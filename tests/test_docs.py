@@ -373,6 +373,7 @@ def test_readme_examples_run(tmp_path, redis_prefix):
 
 @pytest.mark.integration
 @pytest.mark.redis
+@pytest.mark.slow
 @pytest.mark.parametrize("guide", GUIDES, ids=[p.name for p in GUIDES])
 def test_guide_examples_run(guide, tmp_path, recent_duckdb, redis_prefix):
     assert run_examples(guide, walked_session(recent_duckdb, tmp_path)) >= 1
@@ -407,6 +408,7 @@ def help_examples() -> list[tuple[str, str]]:
 
 @pytest.mark.integration
 @pytest.mark.redis
+@pytest.mark.slow
 def test_cli_reference_examples_run(tmp_path, recent_duckdb, redis_prefix):
     """Every `--help` example but those in HELP_EXAMPLES_NOT_RUN, on the walked sample."""
     examples = help_examples()

@@ -1,5 +1,5 @@
-"""Golden files of the SQL dbt-features generates: the training-set query and the sync's
-queries, per dialect. A change to the generated SQL shows here as a diff of a file under
+"""Golden files of the SQL dbt-features generates: the training-set query (by default and as
+known at) and the sync's queries, per dialect. A change to the generated SQL shows here as a diff of a file under
 tests/golden/; when it is intended, rewrite the files with
 
     UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden_sql.py
@@ -45,12 +45,18 @@ RISK = replace(
 )
 
 
-def _training(dialect: str) -> str:
+def _training(dialect: str, *, views: tuple[FeatureView, ...] = (SPEND, RISK),
+              **options: bool) -> str:
     spine = pit.Spine(table=exp.to_table('"db"."analytics"."labels"', dialect="duckdb"),
                       columns=("customer_id", "merchant_id", "scored_at", "label"),
                       timestamp="scored_at", timestamp_kind=timestamps.NAIVE)
-    joins = [pit.ViewJoin(v, tuple((f.name, f.name) for f in v.features)) for v in (SPEND, RISK)]
-    return pit.to_sql(pit.point_in_time_query(spine, joins, dialect), dialect, pretty=True)
+    joins = [pit.ViewJoin(v, tuple((f.name, f.name) for f in v.features)) for v in views]
+    return pit.to_sql(pit.point_in_time_query(spine, joins, dialect, **options), dialect, pretty=True)
+
+
+def _training_as_known_at(dialect: str) -> str:
+    """customer_spend has a created_timestamp (time-zone aware), merchant_risk none."""
+    return _training(dialect, as_known_at=True)
 
 
 def _sync(dialect: str) -> str:
@@ -65,6 +71,7 @@ def _sync(dialect: str) -> str:
 
 
 CASES = [(f"training_set.{d}.sql", _training, d) for d in pit.DIALECTS] + [
+    (f"training_set.as_known_at.{d}.sql", _training_as_known_at, d) for d in pit.DIALECTS] + [
     (f"sync.{d}.sql", _sync, d) for d in ("duckdb", "postgres")]
 
 
@@ -76,3 +83,4 @@ def test_generated_sql_matches_its_golden_file(name: str, render, dialect: str) 
         path.write_text(sql)
     assert path.is_file(), f"no golden file {path}: run with UPDATE_GOLDEN=1 and review it"
     assert sql == path.read_text(), f"{name} changed: review `git diff`, rerun with UPDATE_GOLDEN=1"
+

@@ -46,7 +46,7 @@ def maybe(values: st.SearchStrategy) -> st.SearchStrategy:
 A_ROW = st.fixed_dictionaries({
     "a_id": maybe(st.integers(0, 2)),
     "a_ts": maybe(st.integers(0, 3)),
-    "a_created": maybe(st.integers(0, 1)),
+    "a_created": maybe(st.integers(0, 4)),  # often later than the spine time
     "fa_int": maybe(st.integers(-2, 2)),
     "fa_dbl": maybe(st.sampled_from([0.5, 1.5, -1.0])),
 })
@@ -69,33 +69,42 @@ REQUESTS = [
 
 
 @st.composite
-def scenario(draw: Any) -> dict[str, Any]:
-    spine = draw(st.lists(SPINE_ROW, max_size=12))
+def scenario(draw: Any, as_known_at: st.SearchStrategy[bool] = st.just(False),
+             min_rows: int = 0) -> dict[str, Any]:
+    """``min_rows``: at least that many rows of fa, and half as many spine rows (hypothesis
+    favours tiny lists, where a row created after the spine time is rare)."""
+    spine = draw(st.lists(SPINE_ROW, min_size=min_rows // 2, max_size=12))
     if spine and draw(st.booleans()):  # exact duplicate rows, somewhere in the spine
         spine = spine + [spine[draw(st.integers(0, len(spine) - 1))]] * 2
         spine = draw(st.permutations(spine))
     return {
-        "a": draw(st.lists(A_ROW, max_size=25)),
+        "a": draw(st.lists(A_ROW, min_size=min_rows, max_size=25)),
         "b": draw(st.lists(B_ROW, max_size=20)),
         "spine": spine,
         "ttl_a": draw(st.sampled_from([None, 3600, 7200])),
         "ttl_b": draw(st.sampled_from([None, 3600])),
         "zone": draw(st.sampled_from([None, "UTC", "Europe/Paris", "America/New_York"])),
         "request": draw(st.sampled_from(REQUESTS)),
+        "created_tz": draw(st.booleans()),
+        "as_known_at": draw(as_known_at),
     }
 
 
 def build(s: dict[str, Any], schema: str | None) -> tuple[list[ViewData], dict[str, pa.Table], pa.Table]:
-    a_rows = [{**r, "a_ts": hour(r["a_ts"]), "a_created": hour(r["a_created"])} for r in s["a"]]
+    created_tz = s.get("created_tz", False)
+    a_rows = [{**r, "a_ts": hour(r["a_ts"]), "a_created": _aware(hour(r["a_created"]), created_tz)}
+              for r in s["a"]]
     b_rows = [{**r, "b_ts": None if r["b_ts"] is None else hour(r["b_ts"]).replace(tzinfo=timezone.utc)}
               for r in s["b"]]
     a_schema = pa.schema([("a_id", pa.int64()), ("a_ts", pa.timestamp("us")),
-                          ("a_created", pa.timestamp("us")), ("fa_int", pa.int64()),
+                          ("a_created", pa.timestamp("us", tz="UTC" if created_tz else None)),
+                          ("fa_int", pa.int64()),
                           ("fa_dbl", pa.float64())])
     b_schema = pa.schema([("b_key", pa.string()), ("b_ts", pa.timestamp("us", tz="UTC")),
                           ("fb_str", pa.string()), ("fb_flag", pa.bool_())])
     va = make_view("fa", schema, keys=[("a_id", "int64", "bigint")], timestamp=("a_ts", "timestamp"),
                    created="a_created", ttl=s["ttl_a"],
+                   created_type="timestamp with time zone" if created_tz else "timestamp",
                    features=[("fa_int", "int64", "bigint"), ("fa_dbl", "double", "double precision")])
     vb = make_view("fb", schema, keys=[("b_key", "string", "text")],
                    timestamp=("b_ts", "timestamp with time zone"), created=None, ttl=s["ttl_b"],
@@ -118,6 +127,11 @@ def build(s: dict[str, Any], schema: str | None) -> tuple[list[ViewData], dict[s
     return [ViewData(va, a_rows, a_schema), ViewData(vb, b_rows, b_schema)], tables, spine
 
 
+def _aware(at: Any, aware: bool) -> Any:
+    """A naive UTC time, or the same instant as a time-zone-aware one."""
+    return at.replace(tzinfo=timezone.utc) if at is not None and aware else at
+
+
 def expected_for(s: dict[str, Any], views: list[ViewData], spine: pa.Table) -> list[dict[str, Any]]:
     by_view: dict[str, list[tuple[str, str]]] = {"fa": [], "fb": []}
     for ref in s["request"]:
@@ -127,7 +141,8 @@ def expected_for(s: dict[str, Any], views: list[ViewData], spine: pa.Table) -> l
         by_view[name] += [(f, f) for f in chosen]
     order = list(dict.fromkeys(ref.split(":")[0] for ref in s["request"]))
     ordered = [next(v for v in views if v.view.name == n) for n in order]
-    return reference(spine.to_pylist(), "event_timestamp", ordered, [by_view[n] for n in order])
+    return reference(spine.to_pylist(), "event_timestamp", ordered, [by_view[n] for n in order],
+                     as_known_at=s.get("as_known_at", False))
 
 
 def unordered(rows: list[dict[str, Any]]) -> list[str]:
@@ -142,12 +157,15 @@ def check(s: dict[str, Any], registry_views: list[ViewData], spine: pa.Table, di
           warehouse: Any, spine_relation: Relation) -> None:
     registry = make_registry([v.view for v in registry_views], dialect)
     expected = expected_for(s, registry_views, spine)
-    got = get_training_set(registry, warehouse, spine, s["request"])
+    known = s.get("as_known_at", False)
+    got = get_training_set(registry, warehouse, spine, s["request"], as_known_at=known)
     assert got.to_pylist() == expected  # same rows, same order, spine columns untouched
-    in_warehouse = get_training_set(registry, warehouse, spine_relation, s["request"])
+    in_warehouse = get_training_set(registry, warehouse, spine_relation, s["request"],
+                                    as_known_at=known)
     assert unordered(in_warehouse.to_pylist()) == unordered(expected)
     with ctes_evaluated_per_reader(dialect):
-        keyed = get_training_set(registry, warehouse, spine_relation, s["request"])
+        keyed = get_training_set(registry, warehouse, spine_relation, s["request"],
+                                 as_known_at=known)
     assert unordered(keyed.to_pylist()) == unordered(expected)
 
 
@@ -164,6 +182,9 @@ def ctes_evaluated_per_reader(dialect: str) -> Iterator[None]:
 
 
 # -- property tests ----------------------------------------------------------------------------
+
+# Measured: about half of these scenarios pick a different row as known at than by default.
+KNOWN_AT_SCENARIO = scenario(as_known_at=st.just(True), min_rows=8)
 
 @pytest.fixture(scope="module")
 def duck_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -182,6 +203,23 @@ def test_duckdb_matches_reference(duck_file: Path, s: dict[str, Any]) -> None:
 @EXAMPLES
 @given(s=scenario())
 def test_postgres_matches_reference(pg_schema: str, s: dict[str, Any]) -> None:
+    views, tables, spine = build(s, pg_schema)
+    write_postgres(PG_DSN, pg_schema, tables)
+    check(s, views, spine, "postgres", postgres_warehouse, Relation(None, pg_schema, "spine"))
+
+
+@EXAMPLES
+@given(s=KNOWN_AT_SCENARIO)
+def test_duckdb_as_known_at_matches_reference(duck_file: Path, s: dict[str, Any]) -> None:
+    views, tables, spine = build(s, "main")
+    write_duckdb(duck_file, tables)
+    check(s, views, spine, "duckdb", lambda: duckdb_warehouse(duck_file), Relation(None, "main", "spine"))
+
+
+@pytest.mark.postgres
+@EXAMPLES
+@given(s=KNOWN_AT_SCENARIO)
+def test_postgres_as_known_at_matches_reference(pg_schema: str, s: dict[str, Any]) -> None:
     views, tables, spine = build(s, pg_schema)
     write_postgres(PG_DSN, pg_schema, tables)
     check(s, views, spine, "postgres", postgres_warehouse, Relation(None, pg_schema, "spine"))
@@ -214,15 +252,17 @@ def test_ttl_bounds_are_inclusive(duck_file: Path) -> None:
 
 # -- the SQL in every dialect ------------------------------------------------------------------
 
-def _sample_query(dialect: str) -> exp.Expression:
-    views, _, _ = build({"a": [], "b": [], "spine": [], "ttl_a": 60, "ttl_b": None, "zone": None,
+def _sample_query(dialect: str, *, only: list[str] | None = None,
+                  **options: bool) -> exp.Expression:
+    built, _, _ = build({"a": [], "b": [], "spine": [], "ttl_a": 60, "ttl_b": None, "zone": None,
                          "request": []}, "analytics")
+    views = [v for v in built if only is None or v.view.name in only]
     spine = pit.Spine(table=exp.to_table('"db"."analytics"."labels"', dialect="duckdb"),
                       columns=("a_id", "b_key", "label_at", "label"), timestamp="label_at",
                       timestamp_kind=timestamps.TZ)
     joins = [pit.ViewJoin(v.view, tuple((f.name, f"{v.view.name}__{f.name}") for f in v.view.features))
              for v in views]
-    return pit.point_in_time_query(spine, joins, dialect)
+    return pit.point_in_time_query(spine, joins, dialect, **options)
 
 
 @pytest.mark.parametrize("dialect", pit.DIALECTS)
@@ -236,10 +276,11 @@ def test_every_dialect_parses_back(dialect: str) -> None:
     assert "QUALIFY" not in sql.upper() or dialect == "duckdb"
 
 
-@pytest.mark.parametrize("dialect", pit.DIALECTS)
+@pytest.mark.parametrize("dialect", [d for d in pit.DIALECTS if not pit.QUIRKS[d].carry_forward])
 def test_views_keyed_by_row_number_only_where_a_cte_is_computed_once(dialect: str) -> None:
     """The spine is numbered in a CTE that every view reads: keyed by that number only where
-    the CTE is computed once (materialized); elsewhere by join keys and spine time."""
+    the CTE is computed once (materialized); elsewhere by join keys and spine time. (The
+    carry-forward form chains its views, joining none: ``test_pit_carry.py``.)"""
     once = pit.QUIRKS[dialect].materialized_cte
     ctes = {cte.alias: cte for cte in _sample_query(dialect).args["with_"].expressions}
     assert bool(ctes[pit.PREFIX + "spine"].args.get("materialized")) == once
@@ -266,3 +307,55 @@ def test_unknown_dialect_is_a_usage_error() -> None:
 ])
 def test_timestamp_kinds(data_type: str, dialect: str, kind: str | None) -> None:
     assert timestamps.timestamp_kind(data_type, dialect) == kind
+
+
+# -- as known at -------------------------------------------------------------------------------
+
+def test_as_known_at_skips_rows_created_after_the_spine_time(duck_file: Path) -> None:
+    """A row written late (created after the spine time) is skipped for the next-older known
+    row, within the ttl; created exactly at the spine time counts; NULL created counts."""
+    s = {"a": [{"a_id": 1, "a_ts": 0, "a_created": 0, "fa_int": 1, "fa_dbl": None},
+               {"a_id": 1, "a_ts": 1, "a_created": 2, "fa_int": 2, "fa_dbl": None},
+               {"a_id": 1, "a_ts": 3, "a_created": None, "fa_int": 3, "fa_dbl": None}],
+         "b": [], "spine": [{"a_id": 1, "b_key": None, "half_hours": h} for h in (2, 3, 4, 6)],
+         "ttl_a": 3600, "ttl_b": None, "zone": None, "request": ["fa:fa_int"]}
+    views, tables, spine = build(s, "main")
+    write_duckdb(duck_file, tables)
+    registry = make_registry([v.view for v in views], "duckdb")
+
+    def values(as_known_at: bool) -> list[Any]:
+        got = get_training_set(registry, lambda: duckdb_warehouse(duck_file), spine,
+                               s["request"], as_known_at=as_known_at)
+        return [r["fa_int"] for r in got.to_pylist()]
+
+    assert values(False) == [2, 2, 2, 3]
+    assert values(True) == [1, None, 2, 3]
+
+
+@pytest.mark.parametrize("dialect", pit.DIALECTS)
+def test_default_sql_is_unchanged_by_the_option(dialect: str) -> None:
+    """``as_known_at=False`` is the default SQL, and a view without created_timestamp has
+    nothing to filter: its SQL is the default one, byte for byte."""
+    default = pit.to_sql(_sample_query(dialect), dialect)
+    assert pit.to_sql(_sample_query(dialect, as_known_at=False), dialect) == default
+    without_created = _sample_query(dialect, only=["fb"])
+    assert (pit.to_sql(_sample_query(dialect, only=["fb"], as_known_at=True), dialect)
+            == pit.to_sql(without_created, dialect))
+
+
+@pytest.mark.parametrize("dialect", pit.DIALECTS)
+def test_as_known_at_compares_created_time_with_the_spine_time(dialect: str) -> None:
+    """A view with created_timestamp: its rows' created time is compared with the spine time,
+    in the window form's join, or on DuckDB in the fetch after an ASOF join on known times;
+    the view without one keeps its form."""
+    ctes = {cte.alias: cte for cte in _sample_query(dialect, as_known_at=True).args["with_"].expressions}
+    step = ctes[pit.PREFIX + ("fetch_1" if dialect == "duckdb" else "view_1")]
+    known = [c for c in step.find_all(exp.Or)
+             if isinstance(c.this, exp.Is) and c.this.this.name == "a_created"]
+    assert len(known) == 1 and isinstance(known[0].expression, exp.LTE)
+    assert known[0].expression.expression.name == pit.TS
+    asof = ctes.get(pit.PREFIX + "match_1")
+    assert (asof is not None) == (dialect == "duckdb")
+    if asof is not None:  # matched on known times: a row counts from its later time
+        assert "__dbt_features_known" in pit.to_sql(asof, dialect)
+    assert (pit.PREFIX + "match_2" in ctes) == (dialect == "duckdb")

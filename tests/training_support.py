@@ -30,7 +30,8 @@ class ViewData:
 
 def make_view(name: str, schema: str | None, *, keys: Sequence[tuple[str, str, str]],
               timestamp: tuple[str, str], created: str | None, ttl: int | None,
-              features: Sequence[tuple[str, str, str]], database: str | None = None) -> FeatureView:
+              features: Sequence[tuple[str, str, str]], database: str | None = None,
+              created_type: str = "timestamp") -> FeatureView:
     """A FeatureView over table ``name`` (keys/features as (name, dtype, data_type))."""
     return FeatureView(
         name=name, unique_id=f"model.test.{name}", package="test", file=f"models/{name}.sql",
@@ -38,7 +39,7 @@ def make_view(name: str, schema: str | None, *, keys: Sequence[tuple[str, str, s
         materialized="table",
         entity=Entity(name + "_entity", tuple(Column(*k) for k in keys)),
         timestamp=Column(timestamp[0], "timestamp", timestamp[1]),
-        created_timestamp=Column(created, "timestamp", "timestamp") if created else None,
+        created_timestamp=Column(created, "timestamp", created_type) if created else None,
         ttl_seconds=ttl, online=False,
         features=tuple(Feature(n, d, t, None, "x") for n, d, t in features),
         owner=None, tags=(), description=None, version=1, fingerprint="x", compiled_sql=None,
@@ -132,8 +133,10 @@ def _low(value: Any) -> tuple[bool, Any]:
 
 
 def reference(spine: list[dict[str, Any]], spine_timestamp: str, views: Sequence[ViewData],
-              outputs: Sequence[Sequence[tuple[str, str]]]) -> list[dict[str, Any]]:
-    """The documented semantics, row by row, with no cleverness at all."""
+              outputs: Sequence[Sequence[tuple[str, str]]], *,
+              as_known_at: bool = False) -> list[dict[str, Any]]:
+    """The documented semantics, row by row, with no cleverness at all. ``as_known_at``: a row
+    whose created time is later than the spine time is not a candidate (NULL: it is)."""
     result = []
     for srow in spine:
         out = dict(srow)
@@ -150,6 +153,8 @@ def reference(spine: list[dict[str, Any]], spine_timestamp: str, views: Sequence
                 if ts > at or (view.ttl_seconds and ts < at - timedelta(seconds=view.ttl_seconds)):
                     continue
                 created = as_utc(row[view.created_timestamp.name]) if view.created_timestamp else None
+                if as_known_at and created is not None and created > at:
+                    continue
                 order = (ts, _low(created), *(_low(row[f.name]) for f in view.features))
                 if best_key is None or order > best_key:
                     best, best_key = row, order

@@ -6,7 +6,6 @@ Every text that comes from a project (names, descriptions, SQL) goes through ``e
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Iterable
 

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from . import catalog, definitions, online_store, serving, training_sets
+from . import catalog, definitions, online_store, served, serving, training_sets
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,5 +42,6 @@ for _command in (
     serving.serve,
     serving.verify,
     catalog.catalog,
+    served.served,
 ):
     main.add_command(_command)

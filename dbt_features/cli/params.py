@@ -68,4 +68,37 @@ features = click.option("--features", "-f", "features", required=True, multiple=
 full_feature_names = click.option("--full-feature-names", is_flag=True,
                                   help="Name feature columns view__feature.")
 
-training_options = group(spine, spine_timestamp, features, full_feature_names)
+as_known_at = click.option(
+    "--as-known-at", is_flag=True,
+    help="Use only feature rows created (created_timestamp) by each spine row's time: the "
+         "values as they were known then, late-arriving rows left out (views without a "
+         "created_timestamp are unaffected).")
+
+training_options = group(spine, spine_timestamp, features, full_feature_names, as_known_at)
+
+# -- replaying served values (verify --served) ---------------------------------------------------
+
+served = click.option(
+    "--served", "served", default=None, metavar="SOURCE",
+    help="Replay a served-value log instead: an exported folder or .parquet file, a dbt model "
+         "or source (source:name.table) holding one, or `stream` (the online store's live log).")
+max_mismatch_rate = click.option(
+    "--max-mismatch-rate", default=0.0, show_default=True, type=float, metavar="RATE",
+    help="With --served: exit 1 when a feature's mismatch rate is above this (0 to 1).")
+
+# -- the served-value log (serve --log-served) --------------------------------------------------
+
+log_served = click.option("--log-served", is_flag=True,
+                          help="Log what is served to a Redis stream in the online store "
+                               "(`dbt-features served export` turns it into Parquet).")
+log_sample_rate = click.option(
+    "--log-sample-rate", default=1.0, show_default=True, type=float, metavar="RATE",
+    help="With --log-served: the share of requests logged, 0 to 1.")
+LOG_MAX_ENTRIES = 1_000_000
+"""``--log-max-entries``'s default (``serving.served_log.DEFAULT_MAX_ENTRIES``, not imported:
+loading the CLI imports no serving module)."""
+log_max_entries = click.option(
+    "--log-max-entries", default=LOG_MAX_ENTRIES, show_default=True, type=int, metavar="N",
+    help="With --log-served: the log's length bound in requests (the oldest are trimmed).")
+
+served_log_options = group(log_served, log_sample_rate, log_max_entries)

@@ -18,7 +18,7 @@ from .output import emit
 @requires.store
 def training_set(store: FeatureStore, *, as_json: bool, spine: str,
                  spine_timestamp: str | None, features: tuple[str, ...],
-                 full_feature_names: bool, output: str) -> None:
+                 full_feature_names: bool, as_known_at: bool, output: str) -> None:
     """Build a point-in-time training set: each spine row with every feature as of its time.
 
     \b
@@ -30,9 +30,10 @@ def training_set(store: FeatureStore, *, as_json: bool, spine: str,
 
     check_output(output)
     table = store.get_training_set(spine, list(features), spine_timestamp=spine_timestamp,
-                                   full_feature_names=full_feature_names)
+                                   full_feature_names=full_feature_names, as_known_at=as_known_at)
     write_output(table, output)
-    data = {"output": output, "rows": table.num_rows, "columns": table.column_names}
+    data = {"output": output, "rows": table.num_rows, "columns": table.column_names,
+            "as_known_at": as_known_at}
     emit(as_json, data, lambda: f"Wrote {table.num_rows} rows x {table.num_columns} columns "
                                 f"to {output}.")
 
@@ -44,7 +45,8 @@ def training_set(store: FeatureStore, *, as_json: bool, spine: str,
               help="duckdb, postgres, snowflake, bigquery, spark or trino (default: the target's).")
 @requires.store
 def sql(store: FeatureStore, *, as_json: bool, spine: str, spine_timestamp: str | None,
-        features: tuple[str, ...], full_feature_names: bool, dialect: str | None) -> None:
+        features: tuple[str, ...], full_feature_names: bool, as_known_at: bool,
+        dialect: str | None) -> None:
     """Print the training-set SQL for a spine model, to run or paste anywhere.
 
     \b
@@ -54,5 +56,6 @@ def sql(store: FeatureStore, *, as_json: bool, spine: str, spine_timestamp: str 
     """
     text = store.training_sql(spine, list(features), dialect=dialect,
                               spine_timestamp=spine_timestamp,
-                              full_feature_names=full_feature_names)
-    emit(as_json, {"dialect": dialect or store.registry.dialect, "sql": text}, lambda: text)
+                              full_feature_names=full_feature_names, as_known_at=as_known_at)
+    emit(as_json, {"dialect": dialect or store.registry.dialect, "as_known_at": as_known_at,
+                   "sql": text}, lambda: text)

@@ -1,5 +1,6 @@
 {#-
-  dbt_features.training_set(spine, features, spine_timestamp=none, full_feature_names=false)
+  dbt_features.training_set(spine, features, spine_timestamp=none, full_feature_names=false,
+                            as_known_at=false)
 
   A point-in-time training set, for use after FROM:
       select * from {{ dbt_features.training_set(ref('labels'), ['customer_spend:*'], spine_timestamp='scored_at') }}
@@ -9,6 +10,8 @@
   for each spine row and view, the row with the same key and the latest timestamp <= the spine
   timestamp and >= it minus the view's ttl; ties to the greatest created_timestamp (NULL lowest),
   then the greatest feature values in declared order (NULL lowest, strings by code point).
+  With as_known_at=true, a row of a view with a created_timestamp is a candidate only if it was
+  created at or before the spine timestamp (NULL created: kept); see docs/training-sets.md.
   Feature views are read from each model's config.meta.feature_store in dbt's graph.
 
   Shape: the spine as a CTE numbering its rows; one CTE per view with that view's features for
@@ -18,12 +21,15 @@
   CTE is keyed by its join keys and the spine timestamp instead (see _view_key).
 -#}
 
-{% macro training_set(spine, features, spine_timestamp=none, full_feature_names=false) -%}
-  {{ return(adapter.dispatch('training_set', 'dbt_features')(spine, features, spine_timestamp, full_feature_names)) }}
+{% macro training_set(spine, features, spine_timestamp=none, full_feature_names=false, as_known_at=false) -%}
+  {{ return(adapter.dispatch('training_set', 'dbt_features')(spine, features, spine_timestamp, full_feature_names, as_known_at)) }}
 {%- endmacro %}
 
 
-{% macro default__training_set(spine, features, spine_timestamp, full_feature_names) -%}
+{% macro default__training_set(spine, features, spine_timestamp, full_feature_names, as_known_at=false) -%}
+  {%- if as_known_at is not boolean -%}
+    {%- do dbt_features._fail("as_known_at must be true or false, not '" ~ as_known_at ~ "'") -%}
+  {%- endif -%}
   {%- set requests = dbt_features._parse_requests(features) -%}
   {#- ref() runs while dbt parses too, which is how dbt learns the model depends on the views. -#}
   {%- set relations = {} -%}
@@ -54,7 +60,7 @@ with {{ spine_cte }} as {{ 'materialized ' if dbt_features._ctes_computed_once()
     from {{ spine.relation }}
 )
   {%- for view in views %}
-{{ dbt_features._pit_join(spine_cte, loop.index, view, dbt_features._view_key(view)) }}
+{{ dbt_features._pit_join(spine_cte, loop.index, view, dbt_features._view_key(view), as_known_at) }}
   {%- endfor %}
 select
     {{ columns | join(',\n    ') }}

@@ -125,6 +125,7 @@ def _wait_for_writes(client: redis.RedisCluster, keys: Keys, sync: subprocess.Po
     raise AssertionError("the sync wrote nothing within 60 s")
 
 
+@pytest.mark.slow
 def test_failover_during_reads_and_syncs_never_serves_a_mix(duck_project: Path, tmp_path: Path,
                                                            redis_prefix: str, monkeypatch) -> None:
     """Full refreshes published while a reader reads, then the master of the view's slot killed

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 import redis
 
 from dbt_features.serving.layout import Keys
@@ -22,6 +23,7 @@ from helpers import DBT_FEATURES, REDIS_URL
 FEATURES = ["customer_spend:avg_amount_30d", "customer_spend:txn_count_7d"]
 
 
+@pytest.mark.slow
 def test_killed_full_refresh_never_shows_a_mix(duck_project: Path, tmp_path: Path,
                                                redis_prefix: str, monkeypatch) -> None:
     project = tmp_path / "p"

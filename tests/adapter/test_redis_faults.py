@@ -78,6 +78,7 @@ def test_sync_refuses_a_redis_that_can_evict_its_keys(duck_project: Path, privat
     assert FeatureStore(project_dir=str(duck_project)).verify().exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_running_server_never_decodes_with_a_lost_generations_schema(
         recent_duckdb: Path, online_pg_schema: str, tmp_path: Path, private_redis: PrivateRedis,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -126,8 +126,8 @@ def responses(draw: st.DrawFn) -> OnlineResponse:
             dtype = draw(st.sampled_from(DTYPES))
             features.append(f"view_{v}:f{k}")
             dtypes.append(dtype)
-            values.append(tuple(draw(st.lists(st.none() | _VALUES[dtype], min_size=n,
-                                              max_size=n))))
+            cell = st.none() | _VALUES[dtype] if draw(st.booleans()) else _VALUES[dtype]
+            values.append(tuple(draw(st.lists(cell, min_size=n, max_size=n))))
             own = draw(st.booleans())  # most columns share their view's tuples, some do not
             statuses.append(tuple(shared_status) if own else shared_status)
             events.append(tuple(list(shared_events)) if own else shared_events)

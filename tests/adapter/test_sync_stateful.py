@@ -590,10 +590,12 @@ def run_machine(up: Upstream, tmp: Path, server: RedisProcess | RedisCluster | N
                                   settings=settings(SETTINGS, **options))
 
 
+@pytest.mark.slow
 def test_duckdb_online_equals_training_set_after_any_history(tmp_path: Path) -> None:
     run_machine(duckdb_upstream(tmp_path / "features.duckdb"), tmp_path)
 
 
+@pytest.mark.slow
 def test_redis_cluster_online_equals_training_set_after_any_history(tmp_path: Path) -> None:
     """The same machine on a Redis Cluster (every rule but the restart: see test_cluster for
     the cluster's faults)."""
@@ -603,6 +605,7 @@ def test_redis_cluster_online_equals_training_set_after_any_history(tmp_path: Pa
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_postgres_online_equals_training_set_after_any_history(tmp_path: Path) -> None:
     with own_pg_schema("dbtf_stateful") as schema:
         run_machine(postgres_upstream(schema), tmp_path)

@@ -235,11 +235,13 @@ def print_compare(n: int, c: dict[str, Any]) -> None:
           f"{c['client_ms']:.3f} ms (means; medians over rounds)", flush=True)
 
 
-def start_server(project: Path) -> tuple[subprocess.Popen, int]:
+def start_server(project: Path, *args: str, script: str = SERVER) -> tuple[subprocess.Popen, int]:
+    """``script`` (run with the project, a free port and ``args``) once it accepts connections."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(project), str(port)], cwd=REPO)
+    server = subprocess.Popen([sys.executable, "-c", script, str(project), str(port), *args],
+                              cwd=REPO)
     deadline = time.monotonic() + 60
     while True:
         try:

@@ -4,69 +4,136 @@ WITH `__dbt_features_spine` AS (
     `merchant_id`,
     `scored_at`,
     `label`,
-    ROW_NUMBER() OVER (ORDER BY `scored_at` NULLS LAST) AS `__dbt_features_row`,
     `scored_at` AS `__dbt_features_ts`
   FROM `db`.`analytics`.`labels`
-), `__dbt_features_view_1` AS (
+), `__dbt_features_carry_1` AS (
   SELECT
-    `r`.`customer_id`,
-    `r`.`__dbt_features_ts`,
-    `r`.`avg_amount_30d`,
-    `r`.`segment`
+    `p`.`customer_id`,
+    `p`.`merchant_id`,
+    `p`.`scored_at`,
+    `p`.`label`,
+    `p`.`__dbt_features_ts`,
+    CASE
+      WHEN `p`.`__dbt_features_hit`.`t` >= `p`.`__dbt_features_ts` - INTERVAL '2592000' SECOND
+      THEN `p`.`__dbt_features_hit`.`v0`
+    END AS `avg_amount_30d`,
+    CASE
+      WHEN `p`.`__dbt_features_hit`.`t` >= `p`.`__dbt_features_ts` - INTERVAL '2592000' SECOND
+      THEN `p`.`__dbt_features_hit`.`v1`
+    END AS `segment`
   FROM (
     SELECT
-      `p`.`customer_id`,
-      `p`.`__dbt_features_ts`,
-      `f`.`avg_amount_30d` AS `avg_amount_30d`,
-      `f`.`segment` AS `segment`,
-      ROW_NUMBER() OVER (
-        PARTITION BY `p`.`customer_id`, `p`.`__dbt_features_ts`
-        ORDER BY CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) DESC, `f`.`computed_at` DESC, `f`.`avg_amount_30d` DESC, `f`.`segment` DESC
-      ) AS `__dbt_features_rn`
-    FROM `__dbt_features_spine` AS `p`
-    LEFT JOIN `db`.`analytics`.`customer_spend` AS `f`
-      ON `p`.`customer_id` = `f`.`customer_id`
-      AND CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) <= `p`.`__dbt_features_ts`
-      AND CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) >= `p`.`__dbt_features_ts` - INTERVAL '2592000' SECOND
-  ) AS `r`
+      `u`.`customer_id`,
+      `u`.`merchant_id`,
+      `u`.`scored_at`,
+      `u`.`label`,
+      `u`.`__dbt_features_ts`,
+      `u`.`__dbt_features_side`,
+      LAST_VALUE(`__dbt_features_hit`) IGNORE NULLS OVER (
+        PARTITION BY `customer_id`
+        ORDER BY `__dbt_features_ts` ASC, `__dbt_features_side` ASC, `__dbt_features_hit`.`c` ASC, `__dbt_features_hit`.`v0` ASC, `__dbt_features_hit`.`v1` ASC
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS `__dbt_features_hit`
+    FROM (
+      SELECT
+        `__dbt_features_spine`.`customer_id`,
+        `__dbt_features_spine`.`merchant_id`,
+        `__dbt_features_spine`.`scored_at`,
+        `__dbt_features_spine`.`label`,
+        `__dbt_features_spine`.`__dbt_features_ts`,
+        1 AS `__dbt_features_side`,
+        NULL AS `__dbt_features_hit`
+      FROM `__dbt_features_spine`
+      UNION ALL
+      SELECT
+        `f`.`customer_id` AS `customer_id`,
+        NULL AS `merchant_id`,
+        NULL AS `scored_at`,
+        NULL AS `label`,
+        CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) AS `__dbt_features_ts`,
+        0 AS `__dbt_features_side`,
+        STRUCT(
+          CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) AS `t`,
+          `f`.`computed_at` AS `c`,
+          `f`.`avg_amount_30d` AS `v0`,
+          `f`.`segment` AS `v1`
+        ) AS `__dbt_features_hit`
+      FROM `db`.`analytics`.`customer_spend` AS `f`
+      WHERE
+        NOT `f`.`customer_id` IS NULL
+        AND NOT CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) IS NULL
+    ) AS `u`
+  ) AS `p`
   WHERE
-    `r`.`__dbt_features_rn` = 1
-), `__dbt_features_view_2` AS (
+    `p`.`__dbt_features_side` = 1
+), `__dbt_features_carry_2` AS (
   SELECT
-    `r`.`merchant_id`,
-    `r`.`__dbt_features_ts`,
-    `r`.`fraud_rate`
+    `p`.`customer_id`,
+    `p`.`merchant_id`,
+    `p`.`scored_at`,
+    `p`.`label`,
+    `p`.`__dbt_features_ts`,
+    `p`.`avg_amount_30d`,
+    `p`.`segment`,
+    `p`.`__dbt_features_hit`.`v0` AS `fraud_rate`
   FROM (
     SELECT
-      `p`.`merchant_id`,
-      `p`.`__dbt_features_ts`,
-      `f`.`fraud_rate` AS `fraud_rate`,
-      ROW_NUMBER() OVER (
-        PARTITION BY `p`.`merchant_id`, `p`.`__dbt_features_ts`
-        ORDER BY CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) DESC, `f`.`fraud_rate` DESC
-      ) AS `__dbt_features_rn`
-    FROM `__dbt_features_spine` AS `p`
-    LEFT JOIN `db`.`analytics`.`merchant_risk` AS `f`
-      ON `p`.`merchant_id` = `f`.`merchant_id`
-      AND CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) <= `p`.`__dbt_features_ts`
-  ) AS `r`
+      `u`.`customer_id`,
+      `u`.`merchant_id`,
+      `u`.`scored_at`,
+      `u`.`label`,
+      `u`.`__dbt_features_ts`,
+      `u`.`avg_amount_30d`,
+      `u`.`segment`,
+      `u`.`__dbt_features_side`,
+      LAST_VALUE(`__dbt_features_hit`) IGNORE NULLS OVER (
+        PARTITION BY `merchant_id`
+        ORDER BY `__dbt_features_ts` ASC, `__dbt_features_side` ASC, `__dbt_features_hit`.`v0` ASC
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS `__dbt_features_hit`
+    FROM (
+      SELECT
+        `__dbt_features_carry_1`.`customer_id`,
+        `__dbt_features_carry_1`.`merchant_id`,
+        `__dbt_features_carry_1`.`scored_at`,
+        `__dbt_features_carry_1`.`label`,
+        `__dbt_features_carry_1`.`__dbt_features_ts`,
+        `__dbt_features_carry_1`.`avg_amount_30d`,
+        `__dbt_features_carry_1`.`segment`,
+        1 AS `__dbt_features_side`,
+        NULL AS `__dbt_features_hit`
+      FROM `__dbt_features_carry_1`
+      UNION ALL
+      SELECT
+        NULL AS `customer_id`,
+        `f`.`merchant_id` AS `merchant_id`,
+        NULL AS `scored_at`,
+        NULL AS `label`,
+        CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) AS `__dbt_features_ts`,
+        NULL AS `avg_amount_30d`,
+        NULL AS `segment`,
+        0 AS `__dbt_features_side`,
+        STRUCT(
+          CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) AS `t`,
+          `f`.`fraud_rate` AS `v0`
+        ) AS `__dbt_features_hit`
+      FROM `db`.`analytics`.`merchant_risk` AS `f`
+      WHERE
+        NOT `f`.`merchant_id` IS NULL
+        AND NOT CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) IS NULL
+    ) AS `u`
+  ) AS `p`
   WHERE
-    `r`.`__dbt_features_rn` = 1
+    `p`.`__dbt_features_side` = 1
 )
-SELECT
-  `__dbt_features_spine`.`customer_id`,
-  `__dbt_features_spine`.`merchant_id`,
-  `__dbt_features_spine`.`scored_at`,
-  `__dbt_features_spine`.`label`,
-  `__dbt_features_view_1`.`avg_amount_30d`,
-  `__dbt_features_view_1`.`segment`,
-  `__dbt_features_view_2`.`fraud_rate`
-FROM `__dbt_features_spine`
-LEFT JOIN `__dbt_features_view_1`
-  ON `__dbt_features_spine`.`customer_id` = `__dbt_features_view_1`.`customer_id`
-  AND `__dbt_features_spine`.`__dbt_features_ts` = `__dbt_features_view_1`.`__dbt_features_ts`
-LEFT JOIN `__dbt_features_view_2`
-  ON `__dbt_features_spine`.`merchant_id` = `__dbt_features_view_2`.`merchant_id`
-  AND `__dbt_features_spine`.`__dbt_features_ts` = `__dbt_features_view_2`.`__dbt_features_ts`
+SELECT /*+ REPARTITION(1) */
+  `__dbt_features_carry_2`.`customer_id`,
+  `__dbt_features_carry_2`.`merchant_id`,
+  `__dbt_features_carry_2`.`scored_at`,
+  `__dbt_features_carry_2`.`label`,
+  `__dbt_features_carry_2`.`avg_amount_30d`,
+  `__dbt_features_carry_2`.`segment`,
+  `__dbt_features_carry_2`.`fraud_rate`
+FROM `__dbt_features_carry_2`
 ORDER BY
-  `__dbt_features_spine`.`__dbt_features_row`
+  `__dbt_features_carry_2`.`__dbt_features_ts` NULLS LAST

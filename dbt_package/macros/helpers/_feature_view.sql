@@ -33,6 +33,7 @@
       'timestamp': meta.timestamp,
       'timestamp_type': columns[meta.timestamp].data_type if meta.timestamp in columns else 'timestamp',
       'created': meta.get('created_timestamp'),
+      'created_type': columns[meta.created_timestamp].data_type if meta.get('created_timestamp') in columns else 'timestamp',
       'ttl': dbt_features._ttl_seconds(meta.get('ttl')),
       'features': features,
       'strings': strings,

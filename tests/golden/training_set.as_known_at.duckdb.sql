@@ -1,0 +1,165 @@
+WITH "__dbt_features_spine" AS MATERIALIZED (
+  SELECT
+    "customer_id",
+    "merchant_id",
+    "scored_at",
+    "label",
+    ROW_NUMBER() OVER () AS "__dbt_features_row",
+    "scored_at" AS "__dbt_features_ts"
+  FROM "db"."analytics"."labels"
+), "__dbt_features_match_1" AS (
+  SELECT
+    "p"."__dbt_features_row",
+    "p"."customer_id",
+    "p"."__dbt_features_ts",
+    CASE
+      WHEN "f"."__dbt_features_ts" >= "p"."__dbt_features_ts" - INTERVAL '2592000' SECOND
+      THEN "f"."__dbt_features_ts"
+    END AS "__dbt_features_match"
+  FROM "__dbt_features_spine" AS "p"
+  ASOF LEFT JOIN (
+    SELECT
+      "customer_id",
+      "__dbt_features_known",
+      MAX("__dbt_features_event") OVER (
+        PARTITION BY "customer_id"
+        ORDER BY "__dbt_features_known"
+        RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS "__dbt_features_ts"
+    FROM (
+      SELECT
+        "customer_id",
+        "feature_at" AS "__dbt_features_event",
+        CASE
+          WHEN CAST("computed_at" AT TIME ZONE 'UTC' AS TIMESTAMP) > "feature_at"
+          THEN CAST("computed_at" AT TIME ZONE 'UTC' AS TIMESTAMP)
+          ELSE "feature_at"
+        END AS "__dbt_features_known"
+      FROM "db"."analytics"."customer_spend"
+      WHERE
+        NOT "feature_at" IS NULL
+    ) AS "k"
+  ) AS "f"
+    ON "p"."customer_id" = "f"."customer_id"
+    AND "p"."__dbt_features_ts" >= "f"."__dbt_features_known"
+), "__dbt_features_fetch_1" AS MATERIALIZED (
+  SELECT
+    "m"."__dbt_features_row",
+    "f"."avg_amount_30d" AS "avg_amount_30d",
+    "f"."segment" AS "segment",
+    "f"."computed_at" AS "__dbt_features_tie_0"
+  FROM "__dbt_features_match_1" AS "m"
+  LEFT JOIN "db"."analytics"."customer_spend" AS "f"
+    ON "m"."customer_id" = "f"."customer_id"
+    AND "m"."__dbt_features_match" = "f"."feature_at"
+    AND (
+      "f"."computed_at" IS NULL
+      OR CAST("f"."computed_at" AT TIME ZONE 'UTC' AS TIMESTAMP) <= "m"."__dbt_features_ts"
+    )
+), "__dbt_features_view_1" AS (
+  SELECT
+    "__dbt_features_row",
+    "avg_amount_30d",
+    "segment"
+  FROM "__dbt_features_fetch_1"
+  WHERE
+    (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_fetch_1"
+    ) <= (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_spine"
+    )
+  UNION ALL
+  SELECT
+    "__dbt_features_row",
+    "avg_amount_30d",
+    "segment"
+  FROM "__dbt_features_fetch_1"
+  WHERE
+    (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_fetch_1"
+    ) > (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_spine"
+    )
+  QUALIFY
+    ROW_NUMBER() OVER (
+      PARTITION BY "__dbt_features_row"
+      ORDER BY "__dbt_features_tie_0" DESC, "avg_amount_30d" DESC, "segment" DESC
+    ) = 1
+), "__dbt_features_match_2" AS (
+  SELECT
+    "p"."__dbt_features_row",
+    "p"."merchant_id",
+    "f"."__dbt_features_ts" AS "__dbt_features_match"
+  FROM "__dbt_features_spine" AS "p"
+  ASOF LEFT JOIN (
+    SELECT
+      "merchant_id",
+      "feature_at" AS "__dbt_features_ts"
+    FROM "db"."analytics"."merchant_risk"
+  ) AS "f"
+    ON "p"."merchant_id" = "f"."merchant_id"
+    AND "p"."__dbt_features_ts" >= "f"."__dbt_features_ts"
+), "__dbt_features_fetch_2" AS MATERIALIZED (
+  SELECT
+    "m"."__dbt_features_row",
+    "f"."fraud_rate" AS "fraud_rate"
+  FROM "__dbt_features_match_2" AS "m"
+  LEFT JOIN "db"."analytics"."merchant_risk" AS "f"
+    ON "m"."merchant_id" = "f"."merchant_id"
+    AND "m"."__dbt_features_match" = "f"."feature_at"
+), "__dbt_features_view_2" AS (
+  SELECT
+    "__dbt_features_row",
+    "fraud_rate"
+  FROM "__dbt_features_fetch_2"
+  WHERE
+    (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_fetch_2"
+    ) <= (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_spine"
+    )
+  UNION ALL
+  SELECT
+    "__dbt_features_row",
+    "fraud_rate"
+  FROM "__dbt_features_fetch_2"
+  WHERE
+    (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_fetch_2"
+    ) > (
+      SELECT
+        COUNT(*)
+      FROM "__dbt_features_spine"
+    )
+  QUALIFY
+    ROW_NUMBER() OVER (PARTITION BY "__dbt_features_row" ORDER BY "fraud_rate" DESC) = 1
+)
+SELECT
+  "__dbt_features_spine"."customer_id",
+  "__dbt_features_spine"."merchant_id",
+  "__dbt_features_spine"."scored_at",
+  "__dbt_features_spine"."label",
+  "__dbt_features_view_1"."avg_amount_30d",
+  "__dbt_features_view_1"."segment",
+  "__dbt_features_view_2"."fraud_rate"
+FROM "__dbt_features_spine"
+LEFT JOIN "__dbt_features_view_1"
+  ON "__dbt_features_spine"."__dbt_features_row" = "__dbt_features_view_1"."__dbt_features_row"
+LEFT JOIN "__dbt_features_view_2"
+  ON "__dbt_features_spine"."__dbt_features_row" = "__dbt_features_view_2"."__dbt_features_row"
+ORDER BY
+  "__dbt_features_spine"."__dbt_features_row"

@@ -42,7 +42,7 @@ from dbt_features.warehouse import Warehouse
 
 from .micros import iso_micros
 from .replay_report import CAUSES, FeatureReplay, ReplayReport, ServedMismatch, ViewReplay
-from .replay_source import ServedLog
+from .replay_source import ServedRows
 from .value_compare import micros, same_values
 
 AT = "request_time"
@@ -76,7 +76,7 @@ class _Rows:
     offline_us: np.ndarray
 
 
-def replay(logs: list[ServedLog], registry: Registry, warehouse: Callable[[], Warehouse],
+def replay(logs: list[ServedRows], registry: Registry, warehouse: Callable[[], Warehouse],
            options: ReplayOptions) -> ReplayReport:
     """Each log's served values against the training set at their request times, a view at a
     time (one training-set query per view)."""
@@ -90,7 +90,7 @@ def replay(logs: list[ServedLog], registry: Registry, warehouse: Callable[[], Wa
     return ReplayReport(options.as_known_at, float(options.max_mismatch_rate), tuple(views), now)
 
 
-def offline_values(registry: Registry, warehouse: Callable[[], Warehouse], log: ServedLog,
+def offline_values(registry: Registry, warehouse: Callable[[], Warehouse], log: ServedRows,
                    as_known_at: bool) -> pa.Table:
     """Each served row's offline values at its request time (columns ``view__feature``, plus
     the view's timestamp and created timestamp), in the log's order."""
@@ -107,7 +107,7 @@ def offline_values(registry: Registry, warehouse: Callable[[], Warehouse], log: 
                             full_feature_names=True, as_known_at=as_known_at)
 
 
-def _compare(log: ServedLog, offline: pa.Table, options: ReplayOptions) -> ViewReplay:
+def _compare(log: ServedRows, offline: pa.Table, options: ReplayOptions) -> ViewReplay:
     view, table = log.view, log.table
     rows = _shared(log, offline, options)
     requested = _requested(table.column("served_features"))
@@ -136,7 +136,7 @@ def _compare(log: ServedLog, offline: pa.Table, options: ReplayOptions) -> ViewR
         tuple(features), tuple(sorted(served_names - current)))
 
 
-def _shared(log: ServedLog, offline: pa.Table, options: ReplayOptions) -> _Rows:
+def _shared(log: ServedRows, offline: pa.Table, options: ReplayOptions) -> _Rows:
     """Per row: served present, offline row found, and the likely cause were it a mismatch."""
     view, table = log.view, log.table
     status = table.column("status")
@@ -178,7 +178,7 @@ def _requested(served: pa.ChunkedArray) -> dict[str, np.ndarray]:
     return found
 
 
-def _examples(log: ServedLog, offline: pa.Table, feature: Feature, wrong: np.ndarray,
+def _examples(log: ServedRows, offline: pa.Table, feature: Feature, wrong: np.ndarray,
               rows: _Rows, limit: int) -> tuple[ServedMismatch, ...]:
     """The worst ``limit`` mismatches: largest difference first for numbers, else earliest."""
     index = np.flatnonzero(wrong)

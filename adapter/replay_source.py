@@ -35,7 +35,7 @@ FORMAT_HELP = "docs/verify.md#the-served-log-format"
 
 
 @dataclass(frozen=True)
-class ServedLog:
+class ServedRows:
     """The served rows of one feature view, and where they were read from."""
 
     view: FeatureView
@@ -56,8 +56,8 @@ class SourceContext:
     stream: Callable[[], dict[str, pa.Table]]
 
 
-def load_served(source: str, ctx: SourceContext) -> list[ServedLog]:
-    """The served rows of ``source``, one ``ServedLog`` per feature view chosen."""
+def load_served(source: str, ctx: SourceContext) -> list[ServedRows]:
+    """The served rows of ``source``, one ``ServedRows`` per feature view chosen."""
     text = os.fspath(source).strip()
     if text == STREAM:
         return _some(_checked(ctx.stream(), ctx, "the live served log (stream)"), text)
@@ -73,7 +73,7 @@ def load_served(source: str, ctx: SourceContext) -> list[ServedLog]:
     return [_model_log(text, ctx)]
 
 
-def _some(logs: list[ServedLog], text: str) -> list[ServedLog]:
+def _some(logs: list[ServedRows], text: str) -> list[ServedRows]:
     if not logs:
         raise UsageError(f"--served {text}: no served rows of the chosen feature views; check "
                          "--select/--exclude, or that the server logged (serve --log-served).")
@@ -144,7 +144,7 @@ def check_columns(names: list[str], keys: list[str], where: str) -> None:
 
 
 def _checked(found: dict[str, tuple[pa.Table, str]] | dict[str, pa.Table], ctx: SourceContext,
-             origin: str | None) -> list[ServedLog]:
+             origin: str | None) -> list[ServedRows]:
     logs = []
     names = [v.name for v in ctx.registry.views]
     for name, item in found.items():
@@ -160,11 +160,11 @@ def _checked(found: dict[str, tuple[pa.Table, str]] | dict[str, pa.Table], ctx: 
         if ctx.chosen is not None and name not in ctx.chosen:
             continue
         check_columns(table.column_names, list(view.entity.key_names), where)
-        logs.append(ServedLog(view, normalized(table), where))
+        logs.append(ServedRows(view, normalized(table), where))
     return logs
 
 
-def _model_log(name: str, ctx: SourceContext) -> ServedLog:
+def _model_log(name: str, ctx: SourceContext) -> ServedRows:
     """A dbt model or source holding served rows (``source:src.table`` or ``src.table`` for a
     source), read through the warehouse; its view is the one whose keys and features it has."""
     lookup = name.removeprefix("source:")
@@ -184,7 +184,7 @@ def _model_log(name: str, ctx: SourceContext) -> ServedLog:
         view = _view_of(name, list(columns), ctx)
         table = wh.arrow(exp.select("*").from_(pit.relation_table(relation)).sql(wh.dialect))
     check_columns(table.column_names, list(view.entity.key_names), f"--served {name}")
-    return ServedLog(view, normalized(table), f"{name} ({relation})")
+    return ServedRows(view, normalized(table), f"{name} ({relation})")
 
 
 def _view_of(name: str, columns: list[str], ctx: SourceContext) -> FeatureView:

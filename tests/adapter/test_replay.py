@@ -23,7 +23,7 @@ from dbt_features.serving.replay import ReplayOptions, _compare
 from dbt_features.serving.replay_report import (
     FeatureReplay, ReplayReport, ViewReplay, load_consistency, save_replay,
 )
-from dbt_features.serving.replay_source import ServedLog, read_parquet_log
+from dbt_features.serving.replay_source import ServedRows, read_parquet_log
 from dbt_features.serving.value_compare import difference, same_values
 
 UTC = pa.timestamp("us", tz="UTC")
@@ -119,7 +119,7 @@ def _reference(row: dict, as_known_at: bool) -> tuple[bool, str]:
     return True, "unknown"
 
 
-def _tables(rows: list[dict], as_known_at: bool) -> tuple[ServedLog, pa.Table]:
+def _tables(rows: list[dict], as_known_at: bool) -> tuple[ServedRows, pa.Table]:
     at = [T0 + timedelta(minutes=i) for i in range(len(rows))]
     present = [r["status"] == "present" for r in rows]
     offline = [r["offline_age"] is not None and not (as_known_at and r["created_after"])
@@ -148,7 +148,7 @@ def _tables(rows: list[dict], as_known_at: bool) -> tuple[ServedLog, pa.Table]:
                                        else None for a, r, o in zip(naive, rows, offline)],
                                       pa.timestamp("us")),
     })
-    return ServedLog(VIEW, log, "test"), off
+    return ServedRows(VIEW, log, "test"), off
 
 
 @given(rows=st.lists(ROW, min_size=1, max_size=30), as_known_at=st.booleans())

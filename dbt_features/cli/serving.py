@@ -39,7 +39,7 @@ def serve(store: FeatureStore, *, as_json: bool, host: str, port: int, token_env
           request_timeout: float, log_served: bool, log_sample_rate: float,
           log_max_entries: int) -> None:
     """Serve online features over HTTP, in Feast's format (POST /get-online-features; GET
-    /health, /features, /metrics).
+    /health, /features, /metrics), with the feature catalog at /.
 
     \b
     Examples:

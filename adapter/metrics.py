@@ -55,14 +55,14 @@ class Metrics:
         """The exposition text; ``sync_ages``: seconds since each view's last sync (None:
         never synced)."""
         out: list[str] = []
-        _family(out, "dbt_features_http_requests_total", "counter",
+        family(out, "dbt_features_http_requests_total", "counter",
                 "HTTP requests served, by endpoint and status code.",
                 ((f'endpoint="{e}",code="{c}"', n) for (e, c), n in sorted(self.requests.items())))
-        _family(out, "dbt_features_http_errors_total", "counter",
+        family(out, "dbt_features_http_errors_total", "counter",
                 "Requests that failed, by endpoint and reason (bad_request, unauthorized, "
                 "not_found, timeout, unprocessable, too_large, unavailable, internal).",
                 ((f'endpoint="{e}",reason="{r}"', n) for (e, r), n in sorted(self.errors.items())))
-        _family(out, "dbt_features_entities_served_total", "counter",
+        family(out, "dbt_features_entities_served_total", "counter",
                 "Entity rows answered by /get-online-features.", [("", self.entities)])
         out.append("# HELP dbt_features_http_request_duration_seconds Time to answer a request.")
         out.append("# TYPE dbt_features_http_request_duration_seconds histogram")
@@ -77,17 +77,18 @@ class Metrics:
                        f"{hist.total!r}")
             out.append(f'dbt_features_http_request_duration_seconds_count{{endpoint="{endpoint}"}} '
                        f"{hist.n}")
-        _family(out, "dbt_features_online_last_sync_age_seconds", "gauge",
+        family(out, "dbt_features_online_last_sync_age_seconds", "gauge",
                 "Seconds since each online view was last synced (absent: never synced).",
                 ((f'view="{v}"', round(age, 3)) for v, age in sorted(sync_ages.items())
                  if age is not None))
-        _family(out, "dbt_features_redis_up", "gauge",
+        family(out, "dbt_features_redis_up", "gauge",
                 "1 when the online store answered the last check.", [("", int(redis_up))])
         return "\n".join(out) + "\n"
 
 
-def _family(out: list[str], name: str, kind: str, help_: str,
-            samples: Iterable[tuple[str, float]]) -> None:
+def family(out: list[str], name: str, kind: str, help_: str,
+           samples: Iterable[tuple[str, float]]) -> None:
+    """One metric family in Prometheus's text format (``labels``: ``k="v",...`` or empty)."""
     out.append(f"# HELP {name} {help_}")
     out.append(f"# TYPE {name} {kind}")
     for labels, value in samples:
@@ -100,7 +101,7 @@ def render_consistency(ratios: Mapping[tuple[str, str], float]) -> str:
     if not ratios:
         return ""
     out: list[str] = []
-    _family(out, "dbt_features_served_consistency_ratio", "gauge",
+    family(out, "dbt_features_served_consistency_ratio", "gauge",
             "Share of served values equal to the training set's at their request time, in the "
             "last `dbt-features verify --served` (1 - mismatch rate).",
             ((f'view="{v}",feature="{f}"', round(r, 6)) for (v, f), r in sorted(ratios.items())))

@@ -68,6 +68,7 @@ from dbt_features.registry import FeatureView
 from dbt_features.timestamps import TZ, timestamp_kind
 
 from .cluster import REDIS_FAILURES, is_cluster
+from .metrics import family
 from .response import Status
 
 if TYPE_CHECKING:
@@ -133,17 +134,14 @@ class ServedLogCounts:
 
     def metrics_text(self) -> str:
         """Prometheus text of the two counters."""
-        return (
-            "# HELP dbt_features_served_log_written_total Served-log entries (requests) "
-            "written to the stream.\n"
-            "# TYPE dbt_features_served_log_written_total counter\n"
-            f"dbt_features_served_log_written_total {self.written}\n"
-            "# HELP dbt_features_served_log_dropped_total Served-log entries dropped: the "
-            "buffer was full, or Redis failed.\n"
-            "# TYPE dbt_features_served_log_dropped_total counter\n"
-            f'dbt_features_served_log_dropped_total{{reason="buffer_full"}} '
-            f"{self.dropped_buffer_full}\n"
-            f'dbt_features_served_log_dropped_total{{reason="redis"}} {self.dropped_redis}\n')
+        out: list[str] = []
+        family(out, "dbt_features_served_log_written_total", "counter",
+               "Served-log entries (requests) written to the stream.", [("", self.written)])
+        family(out, "dbt_features_served_log_dropped_total", "counter",
+               "Served-log entries dropped: the buffer was full, or Redis failed.",
+               [('reason="buffer_full"', self.dropped_buffer_full),
+                ('reason="redis"', self.dropped_redis)])
+        return "\n".join(out) + "\n"
 
 
 _LETTERS = {Status.PRESENT: "p", Status.NOT_FOUND: "n", Status.EXPIRED: "e"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .cluster import REDIS_FAILURES
+from .metrics import family
 
 if TYPE_CHECKING:
     from .online import OnlineStore
@@ -50,7 +51,8 @@ def trimmed_metrics(online: OnlineStore) -> str:
         count = trimmed(online)
     except REDIS_FAILURES:
         return ""
-    return ("# HELP dbt_features_served_log_trimmed_total Served-log entries dropped by the "
-            "stream's length bound (--log-max-entries) before an export read them.\n"
-            "# TYPE dbt_features_served_log_trimmed_total counter\n"
-            f"dbt_features_served_log_trimmed_total {count}\n")
+    out: list[str] = []
+    family(out, "dbt_features_served_log_trimmed_total", "counter",
+           "Served-log entries dropped by the stream's length bound (--log-max-entries) "
+           "before an export read them.", [("", count)])
+    return "\n".join(out) + "\n"

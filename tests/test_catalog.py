@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import pytest
 from click.testing import CliRunner
 
-from browser import Served
+from http_support import Server
 from helpers import REPO, make_project
 from dbt_features import FeatureStore
 from dbt_features.catalog.layout import slug
@@ -242,7 +242,7 @@ def test_a_project_of_hundreds_of_views(tmp_path: Path, redis_prefix: str):
     assert again.exit_code == 0 and "Wrote the feature catalog: 300 views" in again.stdout
     assert not [p for p in site.parent.iterdir() if p.name.startswith(".feature_catalog")]
     shutil.rmtree(site)
-    server = Served(project)  # and from the feature server, rendered as asked for
+    server = Server(project, start_timeout=120)  # and from the feature server, rendered as asked for
     try:
         for path, shown in (("/", b"300 feature views, 900 features"),
                             ("/views/v150.html", b"<h1>v150 <span"),

@@ -15,7 +15,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from browser import Served, open_chromium
+from browser import open_chromium
+from http_support import Server
 from helpers import DBT_FEATURES
 from dbt_features import FeatureStore
 
@@ -43,7 +44,7 @@ def test_search_follow_a_result_and_read_the_feature_page(duck_project: Path, tm
         read_the_feature_page(driver, tmp_path)
         follow_lineage_at_a_phones_width(driver, tmp_path)
         filter_by_tag(driver, site)
-        server = Served(duck_project)
+        server = Server(duck_project, start_timeout=120)
         driver.get(f"{server.url}/views/customer_spend.html")
         live = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "[data-live=true]"),
                         "the live online status")

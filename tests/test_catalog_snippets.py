@@ -20,7 +20,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from browser import Served
+from http_support import Server
 from helpers import DBT_FEATURES, run_dbt
 from dbt_features import FeatureStore
 
@@ -89,7 +89,7 @@ def test_every_snippet_returns_the_feature(synced_site: Path, duck_project: Path
     assert len(rows) == 1 and rows[0][0] is not None
 
     (curl,) = found["curl"]
-    server = Served(duck_project)
+    server = Server(duck_project, start_timeout=120)
     try:
         command = curl[1].replace("localhost:6566", f"127.0.0.1:{server.port}")
         ran = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
@@ -102,8 +102,8 @@ def test_every_snippet_returns_the_feature(synced_site: Path, duck_project: Path
 
 def test_serve_has_the_catalog_at_the_root_behind_the_token(synced_site: Path,
                                                             duck_project: Path):
-    server = Served(duck_project, "--token-env", "CATALOG_TOKEN",
-                    env={"CATALOG_TOKEN": "s3cret"})
+    server = Server(duck_project, "--token-env", "CATALOG_TOKEN",
+                    env={"CATALOG_TOKEN": "s3cret"}, start_timeout=120)
     try:
         status, headers, _ = fetch(f"{server.url}/")
         assert status == 401 and headers["www-authenticate"].startswith("Basic")

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from statistics import median
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_training_set import dbt  # noqa: E402
 N_VIEW = 2_000_000
 N_ENTITIES = 100_000
 
@@ -73,14 +74,6 @@ select
 from served
 order by j
 """
-
-
-def dbt(project: Path, *args: str) -> None:
-    command = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(project),
-               "--profiles-dir", str(project)]
-    done = subprocess.run(command, cwd=project, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"dbt {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
 
 
 def build(workdir: Path, rows: int) -> tuple[Path, Path]:

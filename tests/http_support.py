@@ -47,7 +47,8 @@ def call(url: str, body: Any = None, *, method: str | None = None, token: str | 
 class Server:
     """`dbt-features serve` in a subprocess of the test, on a free loopback port."""
 
-    def __init__(self, project: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, project: Path, *args: str, env: dict[str, str] | None = None,
+                 start_timeout: float = 60.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = project.parent / f"serve-{self.port}.log"
@@ -55,13 +56,14 @@ class Server:
             [DBT_FEATURES, "serve", "--port", str(self.port), *args], cwd=project,
             env={**os.environ, **(env or {})}, stdout=self.log.open("w"),
             stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_timeout
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
                     raise AssertionError(f"server did not start:\n{self.log.read_text()}")
                 time.sleep(0.1)
 

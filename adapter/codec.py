@@ -145,6 +145,16 @@ class Codec:
                     values[i] = None
         return head[0], head[1] if times == 2 else None, values
 
+    def end_of(self, data: bytes, offset: int) -> int:
+        """Where the blob that starts at ``offset`` of ``data`` ends (blobs concatenated, as the
+        served log keeps them)."""
+        end = offset + self.struct.size
+        for _ in self.strings:
+            end += 4 + _U32.unpack_from(data, end)[0]
+        if end > len(data):
+            raise ValueError(f"a blob runs past the end of its {len(data)} bytes")
+        return end
+
     def picker(self, wanted: list[int]) -> Any:
         """A function of one blob to ``(event_us, *values[wanted])`` (``wanted``: positions in
         schema order), for reads. Blobs without nulls of schemas without timestamp/date

@@ -116,6 +116,9 @@ class OnlineStore:
         rows = entity_rows if type(entity_rows) is tuple else tuple(entity_rows)
         entities = [key_values(spec, views, fast, rows) for spec, views, fast in plan.groups]
         ready = self._ready.get(wanted)
+        now_us = time.time_ns() // 1000  # the time each value's ttl is judged at
+        log = self.served_log
+        entry = None if log is None else log.entry(now_us, plan, entities)
         for _attempt in range(5):
             if ready is None or ready.epoch != self._epoch:
                 ready = self._prepare(wanted, plan)
@@ -127,7 +130,10 @@ class OnlineStore:
                     locate(entities[group], keys, fields)
             except UnicodeEncodeError as exc:
                 raise not_utf8(rows) from exc
-            replies = self._read(keys, fields)
+            if entry is None:
+                replies = self._read(keys, fields)
+            else:
+                replies = self._read_logged(keys, fields, entry, ready.expected)
             if replies[:nv] == ready.expected:
                 break
             for name, got, want in zip(plan.names, replies, ready.expected):
@@ -139,12 +145,9 @@ class OnlineStore:
                 f"the online store at {self.where} switched generations during 5 reads in a "
                 "row (full refreshes in a loop?); retry."
             )
-        if self.served_log is None:
-            return self._response(plan, ready, rows, replies, nv)
-        now_us = time.time_ns() // 1000
-        response = self._response(plan, ready, rows, replies, nv)
-        self.served_log.record(now_us, plan, replies, nv, entities, response.statuses)
-        return response
+        if entry is not None and log.writer is not None:  # type: ignore[union-attr]
+            log.record(entry, replies, nv)  # type: ignore[union-attr]
+        return self._response(plan, ready, rows, replies, nv, now_us)
 
     def _read(self, keys: list[str], args: list[Any]) -> list[bytes | None]:
         try:
@@ -152,8 +155,27 @@ class OnlineStore:
         except REDIS_FAILURES as exc:
             raise self._read_failed(exc) from exc
 
+    def _read_logged(self, keys: list[str], args: list[Any], entry: list[bytes],
+                     expected: list[bytes]) -> list[bytes | None]:
+        """``_read``, the served log's entry written by the read's script on a single Redis
+        (on a Redis Cluster the log's writer thread writes it after the read)."""
+        log = self.served_log
+        assert log is not None
+        if log.writer is not None:
+            return self._read(keys, args)
+        if not log.ready():
+            log.dropped()
+            return self._read(keys, args)
+        try:
+            replies, added = self._reader.read_logged(  # type: ignore[attr-defined]
+                keys, args, log.stream, log.script_args(entry, expected))
+        except REDIS_FAILURES as exc:
+            raise self._read_failed(exc) from exc
+        log.logged(added)
+        return replies
+
     def _response(self, plan: ReadPlan, ready: Prepared, rows: tuple[Mapping[str, Any], ...],
-                  replies: list[bytes | None], offset: int) -> OnlineResponse:
+                  replies: list[bytes | None], offset: int, now_us: int) -> OnlineResponse:
         n = len(rows)
         ordered = ready.ordered
         if ordered:  # columns are the views' found features in view order: append
@@ -163,12 +185,9 @@ class OnlineStore:
         else:
             width = len(plan.refs)
             values, statuses, events = [()] * width, [()] * width, [()] * width
-        now_us = 0
         for decode, found, absent, columns, ttl_us in ready.readers:
             blobs = replies[offset : offset + n]
             offset += n
-            if ttl_us and not now_us:
-                now_us = int(time.time() * 1_000_000)
             view_events: tuple[int | None, ...]
             view_values: list[tuple[Any, ...]]
             if n and None not in blobs:

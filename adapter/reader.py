@@ -11,7 +11,7 @@ import redis
 from .cluster import is_cluster
 from .cluster_read import ClusterReader
 from .script_call import ScriptCaller
-from .scripts import READ
+from .scripts import READ, READ_LOGGED
 
 
 class Reader(Protocol):
@@ -25,16 +25,30 @@ class SingleReader:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.calls = ScriptCaller(client)
-        self.sha = ""
+        self.shas: dict[str, str] = {}
 
     def read(self, keys: Sequence[str], args: Sequence[Any]) -> list[bytes | None]:
+        return self._call(READ, keys, args)
+
+    def read_logged(self, keys: Sequence[str], args: Sequence[Any], stream: str,
+                    log_args: Sequence[Any]) -> tuple[list[bytes | None], bool | None]:
+        """``read``, with the served log's entry written by the same script
+        (``scripts.READ_LOGGED``): also whether it was (None: not tried, a generation
+        differed from the expected one, the last of ``log_args``)."""
+        out = self._call(READ_LOGGED, [*keys, stream], [*args, *log_args])
+        if len(out) == len(keys):
+            return out, None
+        return out[:-1], out[-1] == 1
+
+    def _call(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         for attempt in range(2):
-            if not self.sha:
-                self.sha = self.client.script_load(READ)
+            sha = self.shas.get(script)
+            if sha is None:
+                sha = self.shas[script] = self.client.script_load(script)
             try:
-                return self.calls.evalsha(self.sha, keys, args)
+                return self.calls.evalsha(sha, keys, args)
             except redis.exceptions.NoScriptError:
-                self.sha = ""
+                self.shas.clear()
                 if attempt:
                     raise
         raise AssertionError("unreachable")

@@ -3,7 +3,8 @@
 * ``WRITE_IF_NEWER``: incremental writes; a row never replaces one with a later event time
   (or, at the same event time, a later created time); the same times replace (a correction).
 * ``READ``: the generations being served and the values, in one atomic step
-  (``READ_LOCAL``: the same on one master of a Redis Cluster).
+  (``READ_LOCAL``: the same on one master of a Redis Cluster; ``READ_LOGGED``: the same, and
+  the served-value log's entry of what it read).
 * ``COMMIT`` and the lock scripts: compare-and-set on the lock token, so a sync that lost its
   lock cannot publish anything.
 
@@ -62,6 +63,47 @@ return out
 """
 """A read in one step: ``KEYS`` are the views' ``P:V:gen`` keys (``ARGV[1]`` of them), then one
 bucket per value wanted, its field in ``ARGV``; returns the generations, then the blobs."""
+
+READ_LOGGED = """
+local nv = tonumber(ARGV[1])
+local nk = #KEYS - 1
+local a = nk - nv + 2
+local out = {}
+for i = 1, nv do out[i] = redis.call('GET', KEYS[i]) end
+for i = nv + 1, nk do out[i] = redis.call('HGET', KEYS[i], ARGV[i - nv + 1]) end
+for i = 1, nv do
+  if out[i] ~= ARGV[a + 4 + i] then return out end
+end
+local ok, blobs = pcall(table.concat, out, '', nv + 1, nk)
+local missing = ''
+if not ok then
+  local present, absent = {}, {}
+  for i = nv + 1, nk do
+    if out[i] then present[#present + 1] = out[i] else absent[#absent + 1] = i - nv - 1 end
+  end
+  blobs, missing = table.concat(present), table.concat(absent, ',')
+end
+local added = redis.pcall('XADD', KEYS[nk + 1], 'MAXLEN', '~', ARGV[a], '*',
+  't', ARGV[a + 1], 'r', ARGV[a + 2], 'v', ARGV[a + 3],
+  'g', table.concat(ARGV, ',', a + 5, a + 4 + nv), 'k', ARGV[a + 4], 'b', blobs, 'm', missing)
+if type(added) == 'table' and added.err then out[nk + 1] = 0 else out[nk + 1] = 1 end
+return out
+"""
+"""``READ`` with the served-value log's entry (``served_log``) written in the same step: the
+entry holds exactly the values the read returns, and costs the read no extra round trip and no
+thread of the reader's process. ``KEYS``: ``READ``'s, then the log's stream; ``ARGV``:
+``READ``'s, then the stream's length bound, the entry's ``t``, ``r``, ``v`` and ``k`` fields and
+the generations the reader expects. When a generation differs the reader reads again: nothing
+is logged. Otherwise one more element follows the blobs: 1 when the entry was added, 0 when
+Redis refused the write (out of memory, ``min-replicas-to-write``, a key of another type:
+``pcall``, so the read is answered all the same; a script without flags may still write).
+
+The blobs go in as one concatenation (``b``; a blob's schema tells where it ends) and the
+positions of the values not found (``m``): one C call when every value was found. Measured in
+Redis's own time (``INFO commandstats``) for 200 values of 100 bytes: the read alone 87 us,
+logged so 146 us, logged in ``marshal``'s list format built value by value 160 us; 40 of the
+59 us are Lua allocating the 20 KB string (its garbage collector's work grows with the bytes
+allocated: ``string.rep`` of as many bytes costs the same)."""
 
 READ_LOCAL = """#!lua flags=allow-cross-slot-keys,no-writes
 local nv = tonumber(ARGV[2])

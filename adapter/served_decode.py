@@ -21,7 +21,8 @@ from dbt_features.errors import OnlineStoreError
 from .cluster import REDIS_FAILURES
 from .codec import Codec, Schema
 from .layout import parse_entity_suffix
-from .served_log import STATUS_LETTERS, generation_field
+from .response import Status
+from .served_log import generation_field
 
 if TYPE_CHECKING:
     from .online import OnlineStore
@@ -34,6 +35,7 @@ _ARROW = {"int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "stri
 """Arrow types as training sets return them (``training._typed``): a timestamp feature is
 ``timestamp_tz`` when the warehouse types it with a time zone."""
 _TIME = pa.timestamp("us", tz="UTC")
+PRESENT, NOT_FOUND, EXPIRED = (s.value for s in (Status.PRESENT, Status.NOT_FOUND, Status.EXPIRED))
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class _Generation:
     keys: tuple[tuple[str, str], ...]
     features: tuple[str, ...]
     """Every feature of the view in this generation: declared order, then any other."""
+    ttl_us: int
+    """The ttl the reads judged expiry by (0: none)."""
 
 
 @dataclass
@@ -109,7 +113,8 @@ class Decoder:
             found = self.generations[name] = _Generation(
                 codec, info["fingerprint"], frozenset(info.get("aware", ())),
                 tuple((k, t) for k, t in info["keys"]),
-                tuple(declared + [f for f in codec.names if f not in declared]))
+                tuple(declared + [f for f in codec.names if f not in declared]),
+                int(info["ttl_seconds"] or 0) * 1_000_000)
         return found
 
     def add(self, entry_id: bytes, fields: dict[bytes, bytes],
@@ -132,21 +137,29 @@ class Decoder:
         request_id = fields[b"r"].decode()
         gens = fields[b"g"].decode().split(",")
         keys = marshal.loads(fields[b"k"])
-        blobs = marshal.loads(fields[b"b"])
-        statuses = fields[b"s"].decode().split(",")
-        n = len(blobs) // max(len(plan), 1)
-        for i, ((view, group, served), gen) in enumerate(zip(plan, gens)):
+        missing = {int(i) for i in fields[b"m"].split(b",")} if fields[b"m"] else set()
+        data, offset, at = fields[b"b"], 0, 0
+        for (view, group, served), gen in zip(plan, gens):
             info = self.generation(view, gen)
             rows = views.get(view)
             if rows is None:
                 rows = views[view] = ViewRows(info.keys)
-            _add_view_rows(rows, info, now_us, request_id, gen, served, keys[group],
-                           blobs[i * n:(i + 1) * n], statuses[i])
+            blobs: list[bytes | None] = []
+            for _ in keys[group]:
+                if at in missing:
+                    blobs.append(None)
+                else:
+                    end = info.codec.end_of(data, offset)
+                    blobs.append(data[offset:end])
+                    offset = end
+                at += 1
+            _add_view_rows(rows, info, now_us, request_id, gen, served, keys[group], blobs)
+        if offset != len(data):
+            raise ValueError(f"{len(data) - offset} bytes of blobs left over")
 
 
 def _add_view_rows(rows: ViewRows, info: _Generation, now_us: int, request_id: str, gen: str,
-                   served: list[str], keys: list[Any], blobs: list[bytes | None],
-                   letters: str) -> None:
+                   served: list[str], keys: list[Any], blobs: list[bytes | None]) -> None:
     n = len(blobs)
     rows.add("request_time", [now_us] * n)
     rows.add("request_id", [request_id] * n)
@@ -158,18 +171,25 @@ def _add_view_rows(rows: ViewRows, info: _Generation, now_us: int, request_id: s
             rows.add(name, [p[j] for p in parsed])
     rows.add("generation", [gen] * n)
     rows.add("fingerprint", [info.fingerprint] * n)
-    statuses = ([STATUS_LETTERS[c] for c in letters] if letters else ["present"] * n)
-    rows.add("status", statuses)
+    # The statuses the read served: it judged the ttl at the request time, as here.
+    statuses: list[str] = []
     events: list[int | None] = []
     values: list[list[Any] | None] = []
-    for blob, status in zip(blobs, statuses):
+    for blob in blobs:
         if blob is None:
+            statuses.append(NOT_FOUND)
             events.append(None)
             values.append(None)
             continue
         event_us, _created, decoded = info.codec.decode(blob)
         events.append(event_us)
-        values.append(decoded if status == "present" else None)
+        if info.ttl_us and now_us > event_us + info.ttl_us:
+            statuses.append(EXPIRED)
+            values.append(None)
+        else:
+            statuses.append(PRESENT)
+            values.append(decoded)
+    rows.add("status", statuses)
     rows.add("event_timestamp", events)
     rows.add("served_features", [served] * n)
     codec = info.codec

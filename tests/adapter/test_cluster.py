@@ -19,10 +19,12 @@ import redis
 
 from dbt_features.errors import OnlineStoreError
 from dbt_features.serving.layout import Keys
+from dbt_features.serving.served_log import ServedLogOptions
 from dbt_features.store import FeatureStore
 from helpers import DBT_FEATURES, REDIS_URL
 from http_support import Server, call
 from redis_cluster import RedisCluster
+from served_support import REQUESTS, check_log_equals
 
 VIEWS = ("customer_spend", "merchant_risk")
 
@@ -233,3 +235,31 @@ def test_cluster_settings_that_cannot_work_are_one_message(on_cluster: Path, clu
     finally:
         master.config_set("maxmemory-policy", "noeviction")
         master.config_set("maxmemory", "0")
+
+
+def test_the_served_log_on_a_cluster(on_cluster: Path, cluster: RedisCluster,
+                                     redis_prefix: str) -> None:
+    """Reads spread over every master are logged by the writer thread (the stream lives on one
+    master) and export as served; a full buffer drops entries and counts them."""
+    FeatureStore(project_dir=str(on_cluster)).sync()
+    store = FeatureStore(project_dir=str(on_cluster), served_log=True)
+    responses = [store.get_online_features(f, rows) for f, rows in REQUESTS * 2]
+    wide = [{"customer_id": i} for i in range(200)]  # values on every master
+    responses.append(store.get_online_features(["customer_spend:*"], wide))
+    log = store.online.served_log
+    assert log.flush()
+    assert (log.counts().written, log.counts().dropped) == (len(responses), 0)
+    check_log_equals(store.read_served(), responses)
+    store.online.close()
+
+    small = FeatureStore(project_dir=str(on_cluster), served_log=ServedLogOptions(buffer=1))
+    for _ in range(300):
+        small.get_online_features(["customer_spend:txn_count_7d"], [{"customer_id": 1}])
+    log = small.online.served_log
+    assert log.flush()
+    counts = log.counts()
+    assert counts.dropped_buffer_full > 0 and counts.dropped_redis == 0
+    assert counts.written + counts.dropped == 300
+    stream = Keys(redis_prefix, tagged=True).served_log()
+    assert cluster.client().xlen(stream) == len(responses) + counts.written
+    small.online.close()

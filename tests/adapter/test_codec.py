@@ -49,6 +49,13 @@ def test_every_type_and_null_round_trips(rows: list[dict]) -> None:
         expected = [row[n] for n, _ in SCHEMA.features]
         expected[3] = expected[3].replace(tzinfo=timezone.utc) if expected[3] else None
         assert values == expected
+    # Concatenated (as the served log keeps them), the blobs split back where each ends.
+    data, offset, split = b"".join(blobs.to_pylist()), 0, []
+    for _ in rows:
+        end = codec.end_of(data, offset)
+        split.append(data[offset:end])
+        offset = end
+    assert split == blobs.to_pylist() and offset == len(data)
 
 
 def test_timezone_aware_and_nanosecond_timestamps_are_utc_microseconds() -> None:

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from dbt_features.errors import UsageError
 from dbt_features.serving import served_export
-from dbt_features.serving.online import OnlineResponse, OnlineStore
+from dbt_features.serving.online import OnlineStore
 from dbt_features.serving.served_export import (
     ExportTally, ExportedRanges, delete_entries, export_served, write_chunk)
 from dbt_features.serving.served_decode import Decoder, entries
@@ -31,17 +31,8 @@ from dbt_features.serving.served_stats import trimmed, trimmed_metrics
 from dbt_features.store import FeatureStore
 from helpers import DBT_FEATURES, REDIS_URL
 from http_support import Server, call
+from served_support import REQUESTS, check_log_equals
 from stored import stored
-
-CUSTOMER_ROWS = [{"customer_id": c} for c in (1, 2, 3, 999_999, 4)]
-REQUESTS: list[tuple[list[str], list[dict[str, Any]]]] = [
-    (["customer_spend:*"], CUSTOMER_ROWS),
-    (["merchant_risk:merchant_category", "customer_spend:avg_amount_30d"],
-     [{"customer_id": 1, "merchant_id": 3}, {"customer_id": 5, "merchant_id": 424_242},
-      {"customer_id": 888_888, "merchant_id": 7}]),
-    (["merchant_risk:*"], [{"merchant_id": m} for m in (3, 4, 5, 6)]),
-]
-
 
 @pytest.fixture
 def logged(duck_project: Path, redis_prefix: str) -> Iterator[FeatureStore]:
@@ -60,63 +51,6 @@ def logged(duck_project: Path, redis_prefix: str) -> Iterator[FeatureStore]:
     store.online.close()
 
 
-def _served_rows(response: OnlineResponse) -> dict[tuple[str, int], dict[str, Any]]:
-    """Per (view, entity row): the status, event time and value of each requested feature."""
-    out: dict[tuple[str, int], dict[str, Any]] = {}
-    for j, ref in enumerate(response.features):
-        view, feature = ref.split(":")
-        for i in range(len(response.entity_rows)):
-            row = out.setdefault((view, i), {"features": {}})
-            row["status"] = response.statuses[j][i].value
-            row["event_timestamp"] = response.event_timestamps[j][i]
-            row["features"][feature] = response.values[j][i]
-    return out
-
-
-def _check_log_equals(tables: dict[str, pa.Table], responses: list[OnlineResponse]) -> None:
-    """Every logged row is what a response served, and every response is logged once."""
-    by_request: dict[str, list[dict[str, Any]]] = {}
-    for view, table in tables.items():
-        for row in table.to_pylist():
-            by_request.setdefault(row["request_id"], []).append(row | {"view": view})
-    assert len(by_request) == len(responses)
-    remaining = list(responses)
-    for request_id, rows in by_request.items():
-        rows.sort(key=lambda r: r["request_time"])
-        match = next(r for r in remaining if _same(rows, r))
-        remaining.remove(match)
-    assert not remaining
-
-
-def _same(rows: list[dict[str, Any]], response: OnlineResponse) -> bool:
-    served = _served_rows(response)
-    views = {v for v, _ in served}
-    n = len(response.entity_rows)
-    if {r["view"] for r in rows} != views or len(rows) != n * len(views):
-        return False
-    per_view: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        per_view.setdefault(row["view"], []).append(row)
-    for view, logged in per_view.items():
-        for i, row in enumerate(logged):
-            want = served[(view, i)]
-            key = next(k for k in row if k in response.entity_rows[i])
-            if row[key] != response.entity_rows[i][key]:
-                return False
-            assert row["status"] == want["status"], (row, want)
-            assert row["event_timestamp"] == want["event_timestamp"], (row, want)
-            assert sorted(row["served_features"]) == sorted(want["features"])
-            for feature, value in want["features"].items():
-                if isinstance(value, datetime) and row[feature].tzinfo is None:
-                    value = value.astimezone(timezone.utc).replace(tzinfo=None)  # as trained
-                assert row[feature] == value, (feature, row, want)
-                if value is not None:
-                    assert type(row[feature]) is type(value)
-            assert row["generation"] and row["fingerprint"]
-            assert row["request_time"] <= datetime.now(timezone.utc)
-    return True
-
-
 def test_python_reads_are_logged_and_exported_as_served(logged: FeatureStore, redis_prefix: str,
                                                          tmp_path: Path) -> None:
     responses = [logged.get_online_features(f, rows) for f, rows in REQUESTS * 2]
@@ -124,7 +58,7 @@ def test_python_reads_are_logged_and_exported_as_served(logged: FeatureStore, re
     assert statuses == {"present", "not_found", "expired"}
     assert logged.online.served_log.flush()
     in_memory = logged.read_served()
-    _check_log_equals(in_memory, responses)
+    check_log_equals(in_memory, responses)
     assert set(in_memory) == {"customer_spend", "merchant_risk"}
     spend = in_memory["customer_spend"]
     assert spend.schema.names[:9] == [
@@ -151,7 +85,7 @@ def test_python_reads_are_logged_and_exported_as_served(logged: FeatureStore, re
     assert logged.online.served_log.flush()
     again = logged.export_served(tmp_path / "log")
     assert again.entries == 1 and set(again.files).isdisjoint(result.files)
-    _check_log_equals({view: pq.read_table(tmp_path / "log" / view) for view in result.rows},
+    check_log_equals({view: pq.read_table(tmp_path / "log" / view) for view in result.rows},
                       responses + more)
 
 
@@ -168,7 +102,7 @@ def test_an_export_stopped_before_deleting_writes_nothing_twice(logged: FeatureS
     result = logged.export_served(output)
     assert result.already_exported == 5 and result.entries == len(responses) - 5
     tables = {view: pq.read_table(output / view) for view in ("customer_spend", "merchant_risk")}
-    _check_log_equals(tables, responses)
+    check_log_equals(tables, responses)
     assert not list(output.glob("*/.*.tmp"))
 
 
@@ -454,7 +388,7 @@ def test_composite_and_string_keys_and_every_value_type(tmp_path: Path,
     responses = [store.get_online_features(["pairs:*", "devices:score"], rows),
                  store.get_online_features(["pairs:n"], rows[:2])]
     tables = store.read_served()
-    _check_log_equals(tables, responses)
+    check_log_equals(tables, responses)
     pairs = tables["pairs"]
     assert pairs.schema.names[2:4] == ["store_id", "sku"]
     assert [pairs.schema.field(n).type for n in ("store_id", "sku", "on_sale", "since",
@@ -470,20 +404,6 @@ def test_composite_and_string_keys_and_every_value_type(tmp_path: Path,
     assert tables["devices"].column("device_id").to_pylist()[:3] == ["dev-1", "nope", "dev-2"]
     assert tables["devices"].column("status").to_pylist()[:3] == ["present", "not_found",
                                                                   "present"]
-    store.online.close()
-
-
-def test_a_full_buffer_drops_and_counts(duck_project: Path, redis_prefix: str) -> None:
-    FeatureStore(project_dir=str(duck_project)).sync()
-    store = FeatureStore(project_dir=str(duck_project), served_log=ServedLogOptions(buffer=1))
-    for _ in range(300):
-        store.get_online_features(["customer_spend:txn_count_7d"], [{"customer_id": 1}])
-    log = store.online.served_log
-    assert log.flush()
-    counts = log.counts()
-    assert counts.dropped_buffer_full > 0 and counts.dropped_redis == 0
-    assert counts.written + counts.dropped == 300
-    assert store.online.client.xlen(store.online.keys.served_log()) == counts.written
     store.online.close()
 
 

@@ -10,9 +10,10 @@ unique prefix (deleted at the end), and requests 10 features (5 of each view) fo
 
 1. in process: ``get_online_features`` of a store without the log against one whose reads are
    all logged (``served_log=ServedLogOptions()``, sample rate 1.0), each in its own
-   ``OnlineStore``; rounds alternate which side goes first. The log's writer thread drains
-   while the logged side's requests run (that is the cost measured); before the other side's
-   round it is waited for (``flush``), so the unlogged side runs without it.
+   ``OnlineStore``; rounds alternate which side goes first. On a single Redis each logged
+   read's script writes its entry (the cost measured is the read's, and Redis's);
+   ``flush`` after the logged side's rounds only matters on a Redis Cluster, where a writer
+   thread drains a buffer.
 2. over HTTP: two feature servers (``open_server``, one with the log), one keep-alive client
    sending the same requests to each, rounds alternating; the latency seen by the client.
 

@@ -6,8 +6,9 @@
         - name: served_customer_spend
           data_tests:
             - dbt_features.served_values_match:
-                view: customer_spend
-                max_mismatch_rate: 0.001
+                arguments:
+                  view: customer_spend
+                  max_mismatch_rate: 0.001
 
   The log is the spine of dbt_features.training_set (spine_timestamp request_time,
   full_feature_names): each served row gets the view's values at its request time. A served

@@ -189,18 +189,22 @@ models:
   - name: served_customer_spend
     data_tests:
       - dbt_features.served_values_match:
-          view: customer_spend
+          arguments:
+            view: customer_spend
       - dbt_features.served_values_match:
-          view: customer_spend
-          as_known_at: true
-          max_mismatch_rate: 1
+          arguments:
+            view: customer_spend
+            as_known_at: true
+            max_mismatch_rate: 1
   - name: served_merchant_risk
     data_tests:
       - dbt_features.served_values_match:
-          view: merchant_risk
+          arguments:
+            view: merchant_risk
       - dbt_features.served_values_match:
-          view: merchant_risk
-          as_known_at: true
+          arguments:
+            view: merchant_risk
+            as_known_at: true
 """
 LOGS = ["served_customer_spend", "served_merchant_risk"]
 

@@ -7,6 +7,8 @@ counted as a brute-force equi-join says)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 import redis
 
 from dbt_features.store import FeatureStore
-from helpers import PG_DSN, REDIS_URL, online_env, own_pg_schema, recent_copy, run_dbt
+from helpers import DBT, PG_DSN, REDIS_URL, online_env, own_pg_schema, recent_copy, run_dbt
 from replay_support import export, exported
 
 MERCHANTS = [{"merchant_id": i} for i in range(1, 21)]
@@ -36,7 +38,10 @@ def pg_replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         env = {**online_env(project, schema), "DBT_FEATURES_REDIS_URL": REDIS_URL,
                "DBT_FEATURES_REDIS_PREFIX": prefix}
         run_dbt(project, "run", "--target", "postgres", env=env)
-        yield project, env
+        try:
+            yield project, env
+        finally:  # where `dbt build --store-failures` kept the failures
+            _execute(f'drop schema if exists "{schema}_dbt_test__audit" cascade', [])
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
         if keys:
@@ -75,9 +80,12 @@ def test_served_values_replay_on_postgres(pg_replay: tuple[Path, dict[str, str]]
     store.sync()
     store.get_online_features(["customer_spend:*", "merchant_risk:*"],
                               [{"customer_id": i, "merchant_id": i % 20 + 1} for i in range(1, 41)])
-    clean = store.verify_served(str(export(store, tmp_path / "clean")))
+    clean_log = export(store, tmp_path / "clean")
+    clean = store.verify_served(str(clean_log))
     assert clean.exit_code == 0 and len(clean.features) == 6, clean.format()
     assert {f.compared for f in clean.features} == {40}
+    _load(schema, "served_clean_log", exported(clean_log, "customer_spend"))
+    assert _dbt_test(project, schema, "served_clean") == {}
 
     # A row lands late: event time before the request, created an hour after it.
     store.get_online_features(["merchant_risk:*"], MERCHANTS)
@@ -119,6 +127,70 @@ def test_served_values_replay_on_postgres(pg_replay: tuple[Path, dict[str, str]]
     assert expected > 10
     assert (check.compared, check.mismatched, check.causes) == (
         40, expected, {"definition_changed": expected})
+
+    # The dbt generic test on the log loaded as a table fails with the same count.
+    _load(schema, "served_changed_log", exported(changed, "customer_spend"))
+    assert _dbt_test(project, schema, "served_changed") == {"txn_count_7d": (40, expected)}
+
+
+SERVED_MODEL = "select * from {{{{ target.schema }}}}.{table}"
+SERVED_TESTS = """
+version: 2
+models:
+  - name: served_clean
+    data_tests:
+      - dbt_features.served_values_match:
+          arguments:
+            view: customer_spend
+  - name: served_changed
+    data_tests:
+      - dbt_features.served_values_match:
+          arguments:
+            view: customer_spend
+"""
+_PG_TYPES = {"int64": "bigint", "double": "double precision", "string": "text", "bool": "boolean",
+             "date32[day]": "date", "timestamp[us, tz=UTC]": "timestamptz",
+             "timestamp[us]": "timestamp", "list<element: string>": "text[]"}
+
+
+def _load(schema: str, name: str, table) -> None:
+    """The exported log as a table of PostgreSQL's (what a user loads the Parquet files into)."""
+    import psycopg2
+
+    columns = ", ".join(f'"{f.name}" {_PG_TYPES[str(f.type)]}' for f in table.schema)
+    marks = ", ".join(["%s"] * table.num_columns)
+    con = psycopg2.connect(PG_DSN)
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute(f'create table "{schema}"."{name}" ({columns})')
+            cur.executemany(f'insert into "{schema}"."{name}" values ({marks})',
+                            [tuple(row.values()) for row in table.to_pylist()])
+    finally:
+        con.close()
+
+
+def _dbt_test(project: Path, schema: str, model: str) -> dict[str, tuple[int, int]]:
+    """`dbt build` of the log's model and its generic test (failures stored): per failing
+    feature, (compared, mismatched)."""
+    served = project / "models" / "served"
+    served.mkdir(exist_ok=True)
+    for name in ("served_clean", "served_changed"):  # both known to dbt from the start
+        (served / f"{name}.sql").write_text(SERVED_MODEL.format(table=f"{name}_log"))
+    (served / "served.yml").write_text(SERVED_TESTS)
+    done = subprocess.run(
+        [DBT, "build", "--target", "postgres", "--select", model, "--store-failures",
+         "--project-dir", str(project), "--profiles-dir", str(project)],
+        cwd=project, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    audit = f"{schema}_dbt_test__audit"
+    failed: dict[str, tuple[int, int]] = {}
+    for (table,) in _execute("select table_name from information_schema.tables "
+                             "where table_schema = %s", [audit]):
+        for feature, compared, mismatched in _execute(
+                f'select "feature", "compared", "mismatched" from "{audit}"."{table}"', []):
+            failed[feature] = (int(compared), int(mismatched))
+    assert done.returncode == (1 if failed else 0), done.stdout + done.stderr
+    return failed
 
 
 def _changed(schema: str, served) -> int:

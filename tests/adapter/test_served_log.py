@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import redis
@@ -376,7 +377,7 @@ from range(3) as t(i)
 
 def test_composite_and_string_keys_and_every_value_type(tmp_path: Path,
                                                         redis_prefix: str) -> None:
-    from helpers import make_project
+    from helpers import REPO, make_project, run_dbt
 
     project = make_project(tmp_path / "p", {"models/pairs.sql": PAIRS,
                                             "models/devices.sql": DEVICES})
@@ -405,6 +406,40 @@ def test_composite_and_string_keys_and_every_value_type(tmp_path: Path,
     assert tables["devices"].column("status").to_pylist()[:3] == ["present", "not_found",
                                                                   "present"]
     store.online.close()
+
+    # Replayed, from the stream and through the dbt test on the exported files, every type
+    # matches what training computes (composite keys, dates, both kinds of timestamp, bools).
+    for as_known_at in (False, True):
+        report = store.verify_served("stream", as_known_at=as_known_at)
+        assert report.mismatched == 0 and min(f.compared for f in report.features) > 0, \
+            report.format()
+    folder = store.export_served(tmp_path / "served").output
+    (project / "packages.yml").write_text(f"packages:\n  - local: {REPO}/dbt_package\n")
+    (project / "models" / "served_pairs.sql").write_text(
+        f"select * from read_parquet('{folder}/pairs/*.parquet')")
+    (project / "models" / "served.yml").write_text(
+        "version: 2\nmodels:\n  - name: served_pairs\n    data_tests:\n"
+        "      - dbt_features.served_values_match:\n          arguments:\n"
+        "            view: pairs\n")
+    run_dbt(project, "deps")
+    built = run_dbt(project, "build", "--select", "served_pairs")
+    assert "PASS=2" in built.stdout, built.stdout
+    # Not vacuous: the log with each of these values changed fails, feature by feature.
+    served = pq.read_table(f"{folder}/pairs")
+    changed = {"since": pc.add(served.column("since"), pa.scalar(86_400_000, pa.duration("ms"))),
+               "seen_at": pc.add(served.column("seen_at"), pa.scalar(1000, pa.duration("us"))),
+               "seen_tz": pc.add(served.column("seen_tz"), pa.scalar(1, pa.duration("us"))),
+               "on_sale": pc.invert(served.column("on_sale"))}
+    for name, column in changed.items():
+        served = served.set_column(served.schema.get_field_index(name), name, column)
+    pq.write_table(served, tmp_path / "changed.parquet")
+    (project / "models" / "served_pairs.sql").write_text(
+        f"select * from read_parquet('{tmp_path / 'changed.parquet'}')")
+    failed = subprocess.run([str(Path(DBT_FEATURES).parent / "dbt"), "build", "--select",
+                             "served_pairs", "--store-failures", "--project-dir", str(project),
+                             "--profiles-dir", str(project)],
+                            cwd=project, capture_output=True, text=True)
+    assert failed.returncode == 1 and "FAIL 4" in failed.stdout, failed.stdout
 
 
 def test_what_a_script_served_is_logged_when_it_exits(duck_project: Path,

@@ -175,8 +175,8 @@ def load_manifest(project: Project, adapter_type: str, *, refresh: bool = False,
     if ids and manifest.missing_compiled_code(ids):
         # Not the tests on these models: a test may need what is not built yet (a generic test
         # of a served log over a feature view), and only the models' SQL is needed.
-        run_dbt(project, ["compile", "--indirect-selection", "empty",
-                          "--select", *(f"+{_selector(manifest, i)}" for i in ids)])
+        run_dbt(project, ["compile", "--select", *(f"+{_selector(manifest, i)}" for i in ids),
+                          "--indirect-selection", "empty"])
         manifest = read_manifest(path)
     if _accepted_state(project, manifest) != state.fingerprint:
         _accept_state(project, manifest, state)

@@ -90,7 +90,7 @@ def test_dbt_in_process_on_a_locked_file_is_one_line(project, reader):
     os.utime(project / "models" / "spend.sql", (later, later))
     result = invoke(project, "list")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: `dbt compile --select +fqn:tiny.spend` failed in "
+    assert result.stderr.startswith(f"Error: `dbt compile --select +fqn:tiny.spend --indirect-selection empty` failed in "
                                     f"{project}: DuckDB file ")
     match = LOCKED.search(result.stderr)
     assert match and int(match["pid"]) == reader.pid, result.stderr

@@ -10,9 +10,11 @@ what Redis holds for its entity (``query._unsettled``), so the server-side compa
 (event time, created time) settles it exactly.
 
 A view stored in an older key layout (``codec.FORMAT_VERSION``) always gets a full refresh,
-which says so. A full refresh counts (DuckDB: estimates) the entities first, to size the new
-generation's buckets (``layout.bucket_count``); an incremental sync writes into the served
-generation's buckets.
+which says so. A full refresh counts (where the engine can, estimates: ``query.ESTIMATED_COUNT``)
+the entities first, to size the new generation's buckets (``layout.bucket_count``); one known
+before the digest's pass (asked for, a first sync, a changed definition) estimates them in that
+pass, which the sync needs anyway to record what it settled. An incremental sync writes into the
+served generation's buckets.
 
 NULL created times are compared like any other row: a new row with a NULL created time at or
 before the watermark makes the next sync a full refresh (it cannot be placed after the
@@ -33,7 +35,8 @@ from dbt_features.warehouse import Warehouse
 from .codec import FORMAT_VERSION, Schema, schema_version
 from .layout import bucket_count, integer_keyed
 from .micros import from_micros, moment_micros, to_micros
-from .query import SHARDED_DIALECTS, Boundary, digest_query, entity_count_query, latest_query
+from .query import (ENTITIES, ESTIMATED_COUNT, SHARDED_DIALECTS, Boundary, digest_query,
+                    entity_count_query, latest_query)
 
 SHARD_ROWS = 2_000_000
 """In-process warehouses (DuckDB) read at most about this many rows per pass (a pass that
@@ -137,7 +140,9 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
                           schema_version(meta.get("schema")))
     since = previous.boundary if reason is None else None
     dialect = warehouse.dialect
-    row = warehouse.arrow(digest_query(view, dialect, now, since, from_sql=from_sql)).to_pylist()[0]
+    counted = reason is not None and dialect in ESTIMATED_COUNT  # in the digest's pass
+    row = warehouse.arrow(digest_query(view, dialect, now, since, from_sql=from_sql,
+                                       entities=counted)).to_pylist()[0]
     settled_rows, settled_digest = int(row["settled_rows"] or 0), str(row["settled_digest"] or 0)
     if reason is None and (settled_rows, settled_digest) != (previous.settled_rows, previous.settled_digest):
         reason = (f"rows the last sync had seen were updated, deleted or arrived late "
@@ -148,8 +153,10 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
     if reason is None:  # the served generation's layout
         schema = Schema.parse(meta["schema"])
     else:
-        counted = warehouse.arrow(entity_count_query(view, dialect, now, from_sql=from_sql))
-        schema = Schema.of(view, bucket_count(int(counted.to_pylist()[0]["entities"] or 0)))
+        if not counted:  # a full refresh found by the digest, or no estimate: a pass of its own
+            count = entity_count_query(view, dialect, now, from_sql=from_sql)
+            row = warehouse.arrow(count).to_pylist()[0]
+        schema = Schema.of(view, bucket_count(int(row[ENTITIES] or 0)))
     shards = _shards(view, dialect, from_sql, state.settled_rows or 0)
     read = LatestRead(view, dialect, now, since if reason is None else None, from_sql, shards,
                       schema.buckets if integer_keyed(schema.key_dtypes) else None)

@@ -77,8 +77,8 @@ def latest_batches(warehouse: Warehouse, read: LatestRead,
 
 
 def _batches(warehouse: Warehouse, read: LatestRead, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """A shard the engine cannot hold in its memory limit is read again as two halves (writes
-    are idempotent: the same keys, the same values)."""
+    """A shard the engine cannot hold in its memory limit is read again as its two halves
+    (``query._shard_condition``; writes are idempotent: the same keys, the same values)."""
     pending: list[tuple[int, int] | None] = (
         [(k, read.shards) for k in range(read.shards)] if read.shards > 1 else [None])
     while pending:
@@ -89,4 +89,4 @@ def _batches(warehouse: Warehouse, read: LatestRead, batch_size: int) -> Iterato
             k, n = shard or (0, 1)
             if "out of memory" not in str(exc).lower() or not read.shardable or n >= MAX_SHARDS:
                 raise
-            pending[:0] = [(k, 2 * n), (k + n, 2 * n)]
+            pending[:0] = [(2 * k, 2 * n), (2 * k + 1, 2 * n)]

@@ -104,7 +104,8 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     For the Python path on DuckDB (measured faster; same result): ``tie_break=False`` leaves
     out the ``QUALIFY`` of the ASOF shape, so a spine row whose matched time holds several rows
     comes back several times (the caller sees more rows than spine rows and runs the query
-    again with it). ``ordered=False`` returns the row number instead of sorting by it."""
+    again with it). ``ordered=False`` returns the rows unsorted, their sort key first: the row
+    number (or, in the carry-forward form, maybe the spine time: ``pit_carry``)."""
     quirks = quirks_for(dialect)
     known_any = as_known_at and any(j.view.created_timestamp is not None for j in joins)
     if quirks.carry_forward and not known_any:  # as known at: a condition on each row pair

@@ -14,7 +14,9 @@ spine rows of the next, so no step joins (each spine row, duplicates included, s
 throughout), and the last step's rows are returned in spine order. View rows with a NULL key or
 time take no part (a join would never match them). A spine numbered in the query (a model) is
 numbered by its time (``Quirks.ordered_row_number``), so its rows are simply returned by time,
-without the numbering (a window over the whole spine, in one task).
+without the numbering (a window over the whole spine, in one task). Unordered (``ordered=False``,
+for a caller that sorts the rows itself), they come in no order, their sort key first: the row
+number, or the spine time where the spine is not numbered.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def carry_forward_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     quirks = quirks_for(dialect)
     keys = [k.name for j in joins for k in j.view.entity.join_keys]
     carried = list(dict.fromkeys([*spine.columns, *keys]))
-    numbered = spine.row_id is not None or not ordered or not quirks.ordered_row_number
+    numbered = spine.row_id is not None or not quirks.ordered_row_number
     numbering = _spine_select(spine, carried, quirks)
     if not numbered:
         numbering.set("expressions", [e for e in numbering.expressions if e.alias != ROW])
@@ -61,11 +63,11 @@ def carry_forward_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
         columns = [*columns, *(out for _, out in join.outputs)]
         source = step
     outputs = [out for j in joins for _, out in j.outputs]
-    returned = [*([] if ordered else [ROW]), *spine.columns, *outputs]
+    key = ROW if numbered else TS  # what the rows are sorted by
+    returned = [*([] if ordered else [key]), *spine.columns, *outputs]
     query = exp.select(*(_col(c, source) for c in returned)).from_(_table(source))
     if ordered:
-        by = _col(ROW, source) if numbered else _col(TS, source)
-        query = query.order_by(exp.Ordered(this=by, nulls_first=False))
+        query = query.order_by(exp.Ordered(this=_col(key, source), nulls_first=False))
         if dialect in SORT_HINTS:
             query.set("hint", exp.Hint(expressions=[SORT_HINTS[dialect].copy()]))
     query.set("with_", exp.With(expressions=ctes))

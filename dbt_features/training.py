@@ -42,6 +42,13 @@ from .warehouse import Warehouse
 log = logging.getLogger(__name__)
 INLINED = "__dbt_features_model_"
 """Prefix of the CTE that stands for an ephemeral feature view (it has no relation)."""
+SORTED_HERE = {"spark"}
+"""Dialects whose training queries this path runs unordered and sorts in Arrow, by the sort key
+the query returns first (``pit.point_in_time_query``; Arrow's sort is stable, NULL last, as
+the SQL's ``ORDER BY``): there the SQL sorts the whole result in one task (``pit_carry.
+SORT_HINTS``), here it takes milliseconds. On Spark local mode (2 cores) the one task was
+within the noise of the whole query (1M spine rows x 10M view rows: 8-16 s either way); on
+a cluster it is one executor sorting while the others wait."""
 
 
 def plan(registry: Registry, features: Iterable[str] | str, *,
@@ -185,36 +192,42 @@ def _features_of(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int,
     Measured on DuckDB: the query without its tie-break is faster, and exact whenever it
     returns one row per spine row (no matched time holds two rows); otherwise it is run again
     with the tie-break."""
+    here = wh.dialect in SORTED_HERE
     query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect, tie_break=False,
-                           as_known_at=as_known_at)
-    found = _fetch(wh, pit.to_sql(query, wh.dialect), [join])
+                           as_known_at=as_known_at, ordered=not here)
+    found = _fetch(wh, pit.to_sql(query, wh.dialect), [join], here)
     if found.num_rows != n:
         query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect,
-                               as_known_at=as_known_at)
-        found = _fetch(wh, pit.to_sql(query, wh.dialect), [join])
+                               as_known_at=as_known_at, ordered=not here)
+        found = _fetch(wh, pit.to_sql(query, wh.dialect), [join], here)
     if found.num_rows != n:  # pragma: no cover - would be a bug of ours
         raise AssertionError(f"{found.num_rows} feature rows for {n} spine rows")
     return found
 
 
-def _fetch(wh: Warehouse, sql: str, joins: list[pit.ViewJoin]) -> pa.Table:
-    """Run a training query; a value the warehouse cannot hand over names its feature view."""
+def _fetch(wh: Warehouse, sql: str, joins: list[pit.ViewJoin], unordered: bool = False) -> pa.Table:
+    """Run a training query (``unordered``: sorted here, see ``SORTED_HERE``); a value the
+    warehouse cannot hand over names its feature view."""
     try:
-        return wh.arrow(sql)
+        found = wh.arrow(sql)
     except WarehouseValueError as exc:
         views = [j.view for j in joins if any(out in exc.columns for _, out in j.outputs)]
         if not views:
             raise
         where = ", ".join(f"feature view {v.name} ({v.file})" for v in views)
         raise WarehouseValueError(f"{where}: {exc.message}", columns=exc.columns) from exc
+    if not unordered:
+        return found
+    return found.remove_column(0).take(pc.sort_indices(found.column(0)))
 
 
 def _model_spine_set(wh: Warehouse, spine: ModelSpine, joins: list[pit.ViewJoin],
                      spine_timestamp: str | None, as_known_at: bool) -> pa.Table:
     columns = wh.describe(spine.relation)
+    here = wh.dialect in SORTED_HERE
     sql = training_query_sql(spine, columns, joins, wh.dialect, spine_timestamp,
-                             as_known_at=as_known_at)
-    found = _fetch(wh, sql, joins)
+                             as_known_at=as_known_at, ordered=not here)
+    found = _fetch(wh, sql, joins, here)
     for join in joins:
         for feature, out in join.outputs:
             index = found.column_names.index(out)
@@ -256,9 +269,11 @@ def training_sql(
 def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
                        joins: list[pit.ViewJoin], dialect: str,
                        spine_timestamp: str | None, *, pretty: bool = False,
-                       source_dialect: str | None = None, as_known_at: bool = False) -> str:
+                       source_dialect: str | None = None, as_known_at: bool = False,
+                       ordered: bool = True) -> str:
     """The SQL of a training set whose spine is a relation (what ``dbt-features sql`` prints);
-    ``source_dialect``: the target's, in which ephemeral views' compiled SQL is written."""
+    ``source_dialect``: the target's, in which ephemeral views' compiled SQL is written;
+    ``ordered=False``: unsorted, the sort key first (``pit.point_in_time_query``)."""
     where = f"spine model {spine.name} ({spine.relation})"
     if columns is None:
         raise UsageError(
@@ -281,6 +296,7 @@ def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
     query = training_query(
         pit.Spine(table=table, columns=tuple(columns), timestamp=ts, timestamp_kind=kinds[ts]),
         joins, dialect, source_dialect=source_dialect or dialect, as_known_at=as_known_at,
+        ordered=ordered,
     )
     return pit.to_sql(query, dialect, pretty=pretty)
 

@@ -186,6 +186,27 @@ def test_spark_results_are_read_as_arrow_a_partition_at_a_time(spark_warehouse: 
     assert len(batches) >= 7 and pa.Table.from_batches(batches).equals(whole)
 
 
+def test_spark_sums_row_hashes_in_parts_exactly(spark_warehouse: Any) -> None:
+    """The digest's sum of BIGINT row hashes (``query._sum_in_parts``) is the exact sum, as
+    text, where a BIGINT sum would overflow; NULL over no rows, as ``SUM``."""
+    from sqlglot import exp
+
+    from dbt_features.serving.query import _sum_in_parts
+
+    def summed(values: str) -> Any:
+        total = exp.cast(_sum_in_parts(exp.column("v")), exp.DataType.Type.TEXT)
+        query = exp.select(exp.alias_(total, "total")).from_(values)
+        with spark_warehouse() as wh:
+            return wh.arrow(query.sql(dialect="spark")).column("total")[0].as_py()
+
+    edges = [-2**63, 2**63 - 1, -1, 0, 1, 2**40, -2**40 - 1, 2**20 - 1, -2**20, 123456789012345]
+    rows = ", ".join(f"(CAST({v} AS BIGINT))" for v in edges)
+    assert summed(f"(VALUES {rows}) AS t(v)") == str(sum(edges))
+    top = f"(SELECT CAST({2**63 - 1} AS BIGINT) - id * 7919 AS v FROM range(0, 200000)) AS t"
+    assert summed(top) == str(sum(2**63 - 1 - i * 7919 for i in range(200_000)))
+    assert summed("(SELECT CAST(NULL AS BIGINT) AS v) AS t") is None
+
+
 def _write_views(warehouse: Any, tables: dict[str, pa.Table]) -> None:
     """Each table as a temporary view of the Spark session, as an uploaded spine is held."""
     from sqlglot import exp

@@ -1,6 +1,7 @@
 """The carry-forward form of the point-in-time join (``pit_carry``, Spark's) against the
 brute-force reference, run on a real DuckDB file (the form's SQL renders there too), so its
-semantics are checked on every run of the fast tier; Spark runs the same property cases in
+semantics are checked on every run of the fast tier, sorted in the SQL (what ``sql`` prints)
+and, as the Python path on Spark does, in Arrow; Spark runs the same property cases in
 ``test_dbt_connection_spark.py``. And which dialects take the form."""
 
 from __future__ import annotations
@@ -11,24 +12,32 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import sqlglot
 from hypothesis import given
+from hypothesis import strategies as st
 
-from dbt_features import pit
-from dbt_features.training import get_training_set
+from dbt_features import pit, training
+from dbt_features.training import get_training_set, training_query_sql
 from dbt_features.warehouse import Relation
 from test_pit import EXAMPLES, _sample_query, build, check, scenario
+from dbt_features.spine import ModelSpine
 from training_support import duckdb_warehouse, make_registry, write_duckdb
 
 
 @contextmanager
-def carried_on_duckdb() -> Iterator[None]:
-    """DuckDB's SQL in the carry-forward form, a model spine numbered by time, as on Spark."""
-    saved = pit.QUIRKS["duckdb"]
-    pit.QUIRKS["duckdb"] = replace(saved, asof=False, carry_forward=True, ordered_row_number=True)
+def carried_on_duckdb(sorted_here: bool = True) -> Iterator[None]:
+    """DuckDB's SQL in the carry-forward form, a model spine numbered by time, as on Spark;
+    ``sorted_here``: the Python path sorts the unordered rows in Arrow, as on Spark."""
+    saved = pit.QUIRKS["duckdb"], set(training.SORTED_HERE)
+    pit.QUIRKS["duckdb"] = replace(saved[0], asof=False, carry_forward=True, ordered_row_number=True)
+    if sorted_here:
+        training.SORTED_HERE.add("duckdb")
     try:
         yield
     finally:
-        pit.QUIRKS["duckdb"] = saved
+        pit.QUIRKS["duckdb"] = saved[0]
+        training.SORTED_HERE.clear()
+        training.SORTED_HERE.update(saved[1])
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +46,12 @@ def duck_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @EXAMPLES
-@given(s=scenario())
-def test_carry_forward_matches_reference(duck_file: Path, s: dict[str, Any]) -> None:
+@given(s=scenario(), sorted_here=st.booleans())
+def test_carry_forward_matches_reference(duck_file: Path, s: dict[str, Any],
+                                         sorted_here: bool) -> None:
     views, tables, spine = build(s, "main")
     write_duckdb(duck_file, tables)
-    with carried_on_duckdb():
+    with carried_on_duckdb(sorted_here):
         check(s, views, spine, "duckdb", lambda: duckdb_warehouse(duck_file),
               Relation(None, "main", "spine"))
 
@@ -86,3 +96,33 @@ def test_only_spark_takes_the_carry_forward_form(dialect: str) -> None:
 def test_as_known_at_falls_back_to_the_window_form_on_spark() -> None:
     sql = pit.to_sql(_sample_query("spark", as_known_at=True), "spark")
     assert "IGNORE NULLS" not in sql and "ROW_NUMBER() OVER (PARTITION BY" in sql
+
+
+def test_a_model_spine_sorted_in_arrow_comes_in_spine_time_order(duck_file: Path) -> None:
+    """Sorted in Arrow (the query unordered, its sort key the spine time), a model spine's rows
+    come by spine time, NULL last, as the SQL's ORDER BY gives them, and the sort key is not
+    returned; the SQL that ``sql`` prints still sorts."""
+    s = {"a": [{"a_id": 1, "a_ts": t, "a_created": None, "fa_int": t, "fa_dbl": None}
+               for t in range(4)],
+         "b": [], "spine": [{"a_id": 1, "b_key": None, "half_hours": h} for h in (5, None, 0, 3, 7, 1)],
+         "ttl_a": None, "ttl_b": None, "zone": None, "request": ["fa:fa_int"]}
+    views, tables, _ = build(s, "main")
+    write_duckdb(duck_file, tables)
+    registry = make_registry([v.view for v in views], "duckdb")
+    relation = Relation(None, "main", "spine")
+    with carried_on_duckdb():
+        got = get_training_set(registry, lambda: duckdb_warehouse(duck_file), relation,
+                               ["fa:fa_int"])
+        with duckdb_warehouse(duck_file) as wh:
+            columns = wh.describe(relation)
+        joins = training.plan(registry, ["fa:fa_int"])
+        printed = training_query_sql(ModelSpine("spine", relation), columns, joins, "duckdb", None)
+        unordered = training_query_sql(ModelSpine("spine", relation), columns, joins, "duckdb",
+                                       None, ordered=False)
+    assert got.column_names == ["a_id", "b_key", "event_timestamp", "fa_int"]
+    times = got.column("event_timestamp").to_pylist()
+    assert times[:-1] == sorted(times[:-1]) and times[-1] is None
+    assert got.column("fa_int").to_pylist() == [0, 0, 1, 2, 3, None]
+    top = [sqlglot.parse_one(sql, read="duckdb") for sql in (printed, unordered)]
+    assert top[0].args.get("order") is not None and top[1].args.get("order") is None
+    assert top[1].expressions[0].name == pit.TS

@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 import sqlglot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dbt_features.errors import DefinitionError
 from dbt_features.registry import Column, Entity, Feature, FeatureView
@@ -84,22 +86,52 @@ def test_digest_compares_what_the_last_sync_settled_and_records_the_new_watermar
     assert "CASE WHEN FALSE" in first and "HASH(" in first
 
 
-def test_spark_digest_hashes_null_flags_and_sums_as_decimal() -> None:
+def test_spark_digest_hashes_null_flags_once_and_sums_in_parts() -> None:
     """Spark's hashes skip NULL inputs, so each column's null flag is hashed with it; a sum of
-    BIGINT hashes overflows (an error under ANSI mode), so they are summed as DECIMAL."""
+    BIGINT hashes overflows (an error under ANSI mode), so each row's hash, computed once, is
+    summed in BIGINT parts (exact: ``test_dbt_connection_spark.py``)."""
     sql = digest_query(VIEW, "spark", NOW, None)
-    assert ("CAST(XXHASH64(`customer id`, `customer id` IS NULL, `at`, `at` IS NULL, `created`, "
-            "`created` IS NULL, `select`, `select` IS NULL) AS DECIMAL(38, 0))") in sql
+    assert ("XXHASH64(`customer id`, `customer id` IS NULL, `at`, `at` IS NULL, `created`, "
+            "`created` IS NULL, `select`, `select` IS NULL) AS `_dbt_features_row_hash`") in sql
+    assert sql.count("XXHASH64(") == 1 and "SHIFTRIGHT(" in sql and "DECIMAL(38, 0)" in sql
     with pytest.raises(DefinitionError, match="needs a row hash, which dbt-features has for "
                                               "duckdb, spark, databricks, postgres only, not trino"):
         digest_query(VIEW, "trino", NOW, None)
 
 
-@pytest.mark.parametrize("buckets,shards", [(1, 3), (7, 2), (853, 5), (8923, 4)])
+@pytest.mark.parametrize(("dialect", "passes"), [("duckdb", 1), ("spark", 1), ("postgres", 2)])
+def test_a_known_full_refresh_estimates_its_entities_in_the_digest_pass(dialect: str,
+                                                                        passes: int) -> None:
+    """Where the engine estimates (``ESTIMATED_COUNT``), the entities of a full refresh known
+    before the digest are estimated in its pass (of the rows a full refresh serves); elsewhere
+    they are counted in a pass of their own."""
+    import pyarrow as pa
+
+    from dbt_features.serving.layout import bucket_count
+    from dbt_features.serving.sync_plan import plan_sync
+
+    class Recording:
+        def __init__(self) -> None:
+            self.dialect, self.queries = dialect, []
+
+        def arrow(self, sql: str) -> pa.Table:
+            self.queries.append(sql)
+            return pa.table({"settled_rows": [0], "settled_digest": [None], "rows": [9],
+                             "digest": ["7"], "watermark": [None], "entities": [40_000]})
+
+    warehouse = Recording()
+    plan = plan_sync(VIEW, warehouse, {}, NOW, full_refresh=True, from_sql=False)
+    assert plan.full and len(warehouse.queries) == passes
+    assert plan.schema.buckets == bucket_count(40_000) and plan.state.settled_digest == "7"
+    assert ("APPROX_COUNT_DISTINCT" in warehouse.queries[0]) == (passes == 1)
+
+
+@pytest.mark.parametrize("buckets,shards", [(1, 3), (7, 2), (853, 5), (8923, 4), (8923, 8)])
 def test_bucket_aligned_shards_follow_the_online_layout(buckets: int, shards: int) -> None:
     """With ``shard_buckets``, shard k of n holds exactly the integer keys whose online-store
-    bucket (``layout.locate``, Python's non-negative modulo) is k modulo n, negative keys and
-    the int64 extremes included: every key in exactly one shard, each bucket in one shard."""
+    bucket (``layout.locate``, Python's non-negative modulo) is in the k-th of n consecutive
+    ranges of bucket numbers, negative keys and the int64 extremes included: every key in
+    exactly one shard, each bucket in one shard, and shard (k, n) is (2k, 2n) and (2k+1, 2n)."""
     import duckdb
 
     from dbt_features.serving.layout import locate
@@ -109,13 +141,73 @@ def test_bucket_aligned_shards_follow_the_online_layout(buckets: int, shards: in
     con = duckdb.connect()
     con.execute('create table spend ("customer id" bigint, "at" timestamp, "select" double)')
     con.executemany("insert into spend values (?, timestamp '2026-01-01', 1.0)", [[k] for k in keys])
-    found: dict[int, int] = {}
-    for k in range(shards):
-        sql = latest_query(view, "duckdb", NOW, shard=(k, shards), shard_buckets=buckets)
-        sql = sql.replace('"db"."main"."spend"', "spend")
-        for (key,) in con.sql(f'select "customer id" from ({sql})').fetchall():
-            assert key not in found
-            found[key] = k
-    assert set(found) == set(keys)
+
+    def shard_of(n: int, hashed: bool = False) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for k in range(n):
+            sql = latest_query(view, "duckdb", NOW, shard=(k, n),
+                               shard_buckets=None if hashed else buckets)
+            sql = sql.replace('"db"."main"."spend"', "spend")
+            for (key,) in con.sql(f'select "customer id" from ({sql})').fetchall():
+                assert key not in found
+                found[key] = k
+        assert set(found) == set(keys)
+        return found
+
+    found = shard_of(shards)
     for key, shard in found.items():
-        assert locate([key], ["int64"], buckets)[0] % shards == shard
+        bucket = locate([key], ["int64"], buckets)[0]
+        assert shard * buckets // shards <= bucket < (shard + 1) * buckets // shards
+    for hashed in (False, True):
+        halves, whole = shard_of(2 * shards, hashed), shard_of(shards, hashed)
+        assert all(halves[key] // 2 == whole[key] for key in keys)
+
+
+_TIES = replace(
+    VIEW, ttl_seconds=None,
+    entity=Entity("pair", (Column("customer id", "int64", "bigint"),
+                           Column("shop", "string", "varchar"))),
+    features=(Feature("select", "double", "double", None, "f1"),
+              Feature("label", "string", "varchar", None, "f2")),
+)
+_TIE_ROWS = st.lists(st.tuples(
+    st.integers(0, 2), st.sampled_from(["a", "b", None]),
+    st.sampled_from([datetime(2026, 1, 1), datetime(2026, 1, 2), None]),
+    st.sampled_from([datetime(2026, 1, 1, tzinfo=timezone.utc), None]),
+    st.sampled_from([1.0, 2.0, float("nan"), float("inf"), None]),
+    st.sampled_from(["", "a", "b", "é", "Z", None]),
+), max_size=40)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=_TIE_ROWS, shards=st.sampled_from([1, 2]))
+def test_ranking_only_the_tied_entities_returns_what_ranking_all_does(rows: list,
+                                                                     shards: int) -> None:
+    """DuckDB's sync query (``latest_ranking.TIES_APART``: the rank window over the tied
+    entities only) returns exactly the rows of one window over all entities (the other
+    dialects' form): exact ties on event time, NULL created times and features, NaN, infinity,
+    empty and non-ASCII strings, a composite key, in shards."""
+    import math
+
+    import duckdb
+
+    from dbt_features.serving import latest_ranking
+
+    con = duckdb.connect()
+    con.execute('create table spend ("customer id" bigint, shop varchar, "at" timestamp, '
+                'created timestamptz, "select" double, label varchar)')
+    if rows:
+        con.executemany("insert into spend values (?, ?, ?, ?, ?, ?)", [list(r) for r in rows])
+
+    def latest(ties_apart: set[str]) -> list[tuple]:
+        found: list[tuple] = []
+        for k in range(shards):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(latest_ranking, "TIES_APART", ties_apart)
+                sql = latest_query(_TIES, "duckdb", NOW, shard=(k, shards) if shards > 1 else None)
+            found += con.sql(sql.replace('"db"."main"."spend"', "spend")).fetchall()
+        return sorted(found, key=lambda row: repr([("nan" if isinstance(v, float) and math.isnan(v)
+                                                     else v) for v in row]))
+
+    assert latest_ranking.TIES_APART == {"duckdb"}
+    assert repr(latest(latest_ranking.TIES_APART)) == repr(latest(set()))

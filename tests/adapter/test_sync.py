@@ -233,3 +233,29 @@ def test_big_tables_of_in_process_engines_are_read_in_hash_shards(duck_project: 
     sharded = store.get_online_features(["customer_spend:*"], rows)
     assert result.entities == sum(s.value == "present" for s in one_pass.statuses[0])
     assert sharded.values == one_pass.values and sharded.event_us == one_pass.event_us
+
+
+def test_a_shard_out_of_memory_is_read_again_as_its_two_halves() -> None:
+    """A pass the engine cannot hold in its memory limit is split into the two shards that
+    make it up (``query._shard_condition``), and those again, until each fits."""
+    import pyarrow as pa
+
+    from dbt_features.errors import WarehouseError
+    from dbt_features.serving import warehouse_read
+
+    class Read:
+        shards, shardable = 2, True
+
+        def sql(self, shard: tuple[int, int]) -> tuple[int, int]:
+            return shard
+
+    class Warehouse:
+        def batches(self, shard: tuple[int, int], batch_size: int):
+            k, n = shard
+            if n < 8:
+                raise WarehouseError("DuckDB query failed: Out of Memory Error: could not allocate")
+            yield pa.record_batch({"k": [k], "n": [n]})
+
+    batches = warehouse_read._batches(Warehouse(), Read(), 10)  # type: ignore[arg-type]
+    read = [b.to_pylist()[0] for b in batches]
+    assert read == [{"k": k, "n": 8} for k in range(8)]

@@ -1,21 +1,11 @@
 -- full refresh
-SELECT
-  "customer_id",
-  "feature_at",
-  "computed_at",
-  "avg_amount_30d",
-  "segment"
-FROM (
+WITH "_dbt_features_at_latest" AS MATERIALIZED (
   SELECT
     "customer_id",
     "feature_at",
     "computed_at",
     "avg_amount_30d",
-    "segment",
-    ROW_NUMBER() OVER (
-      PARTITION BY "customer_id"
-      ORDER BY "feature_at" DESC, "computed_at" DESC, "avg_amount_30d" DESC, "segment" DESC
-    ) AS "_dbt_features_rank"
+    "segment"
   FROM (
     SELECT
       "customer_id",
@@ -33,28 +23,77 @@ FROM (
   ) AS "_dbt_features_at_latest"
   WHERE
     "feature_at" = "_dbt_features_latest_at"
-) AS "_dbt_features_latest"
-WHERE
-  "_dbt_features_rank" = 1;
-
--- incremental
+), "_dbt_features_tied" AS MATERIALIZED (
+  SELECT
+    "customer_id"
+  FROM "_dbt_features_at_latest"
+  GROUP BY
+    "customer_id"
+  HAVING
+    COUNT(*) > 1
+), "_dbt_features_tied_first" AS MATERIALIZED (
+  SELECT
+    "customer_id",
+    "feature_at",
+    "computed_at",
+    "avg_amount_30d",
+    "segment"
+  FROM (
+    SELECT
+      "customer_id",
+      "feature_at",
+      "computed_at",
+      "avg_amount_30d",
+      "segment",
+      ROW_NUMBER() OVER (
+        PARTITION BY "customer_id"
+        ORDER BY "feature_at" DESC, "computed_at" DESC, "avg_amount_30d" DESC, "segment" DESC
+      ) AS "_dbt_features_rank"
+    FROM "_dbt_features_at_latest"
+    WHERE
+      EXISTS(
+        SELECT
+          1
+        FROM "_dbt_features_tied"
+        WHERE
+          "_dbt_features_tied"."customer_id" = "_dbt_features_at_latest"."customer_id"
+      )
+  ) AS "_dbt_features_latest"
+  WHERE
+    "_dbt_features_rank" = 1
+)
 SELECT
   "customer_id",
   "feature_at",
   "computed_at",
   "avg_amount_30d",
   "segment"
-FROM (
+FROM "_dbt_features_at_latest"
+WHERE
+  NOT EXISTS(
+    SELECT
+      1
+    FROM "_dbt_features_tied"
+    WHERE
+      "_dbt_features_tied"."customer_id" = "_dbt_features_at_latest"."customer_id"
+  )
+UNION ALL
+SELECT
+  "customer_id",
+  "feature_at",
+  "computed_at",
+  "avg_amount_30d",
+  "segment"
+FROM "_dbt_features_tied_first";
+
+-- incremental
+WITH "_dbt_features_at_latest" AS MATERIALIZED (
   SELECT
     "customer_id",
     "feature_at",
     "computed_at",
     "avg_amount_30d",
-    "segment",
-    ROW_NUMBER() OVER (
-      PARTITION BY "customer_id"
-      ORDER BY "feature_at" DESC, "computed_at" DESC, "avg_amount_30d" DESC, "segment" DESC
-    ) AS "_dbt_features_rank"
+    "segment"
   FROM (
     SELECT
       "customer_id",
@@ -76,9 +115,68 @@ FROM (
   ) AS "_dbt_features_at_latest"
   WHERE
     "feature_at" = "_dbt_features_latest_at"
-) AS "_dbt_features_latest"
+), "_dbt_features_tied" AS MATERIALIZED (
+  SELECT
+    "customer_id"
+  FROM "_dbt_features_at_latest"
+  GROUP BY
+    "customer_id"
+  HAVING
+    COUNT(*) > 1
+), "_dbt_features_tied_first" AS MATERIALIZED (
+  SELECT
+    "customer_id",
+    "feature_at",
+    "computed_at",
+    "avg_amount_30d",
+    "segment"
+  FROM (
+    SELECT
+      "customer_id",
+      "feature_at",
+      "computed_at",
+      "avg_amount_30d",
+      "segment",
+      ROW_NUMBER() OVER (
+        PARTITION BY "customer_id"
+        ORDER BY "feature_at" DESC, "computed_at" DESC, "avg_amount_30d" DESC, "segment" DESC
+      ) AS "_dbt_features_rank"
+    FROM "_dbt_features_at_latest"
+    WHERE
+      EXISTS(
+        SELECT
+          1
+        FROM "_dbt_features_tied"
+        WHERE
+          "_dbt_features_tied"."customer_id" = "_dbt_features_at_latest"."customer_id"
+      )
+  ) AS "_dbt_features_latest"
+  WHERE
+    "_dbt_features_rank" = 1
+)
+SELECT
+  "customer_id",
+  "feature_at",
+  "computed_at",
+  "avg_amount_30d",
+  "segment"
+FROM "_dbt_features_at_latest"
 WHERE
-  "_dbt_features_rank" = 1;
+  NOT EXISTS(
+    SELECT
+      1
+    FROM "_dbt_features_tied"
+    WHERE
+      "_dbt_features_tied"."customer_id" = "_dbt_features_at_latest"."customer_id"
+  )
+UNION ALL
+SELECT
+  "customer_id",
+  "feature_at",
+  "computed_at",
+  "avg_amount_30d",
+  "segment"
+FROM "_dbt_features_tied_first";
 
 -- change check
 SELECT

@@ -118,7 +118,7 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     # Keyed by row number only where every reader of the spine CTE sees the same numbers (see
     # the module docstring); otherwise by what a view's features depend on: keys and time.
     by_row = not numbered_here or quirks.materialized_cte
-    spine_cte = exp.CTE(this=_spine_select(spine, carried, quirks), alias=_alias("spine"),
+    spine_cte = exp.CTE(this=_spine_select(spine, carried, quirks, dialect), alias=_alias("spine"),
                         materialized=True if numbered_here and quirks.materialized_cte else None)
     ctes = [spine_cte]
     bys = []
@@ -175,7 +175,7 @@ def to_sql(query: exp.Expression, dialect: str, *, pretty: bool = False) -> str:
 # -- the pieces --------------------------------------------------------------------------------
 
 
-def _spine_select(spine: Spine, carried: list[str], quirks: Quirks) -> exp.Select:
+def _spine_select(spine: Spine, carried: list[str], quirks: Quirks, dialect: str) -> exp.Select:
     ts = exp.column(spine.timestamp, quoted=True)
     if spine.row_id is not None:
         row: exp.Expression = exp.column(spine.row_id, quoted=True)
@@ -185,7 +185,7 @@ def _spine_select(spine: Spine, carried: list[str], quirks: Quirks) -> exp.Selec
     return exp.select(
         *(exp.column(c, quoted=True) for c in carried),
         exp.alias_(row, ROW, quoted=True),
-        exp.alias_(utc(ts.copy(), spine.timestamp_kind), TS, quoted=True),
+        exp.alias_(utc(ts.copy(), spine.timestamp_kind, dialect), TS, quoted=True),
     ).from_(spine.table.copy())
 
 
@@ -197,7 +197,8 @@ def _asof_match(by: list[str], join: ViewJoin, dialect: str, known: bool) -> exp
     keys = [k.name for k in view.entity.join_keys]
     narrow = known_times(view, dialect, view_table(view), TS) if known else exp.select(
         *(exp.column(k, quoted=True) for k in keys),
-        exp.alias_(utc(exp.column(view.timestamp.name, quoted=True), kind), TS, quoted=True),
+        exp.alias_(utc(exp.column(view.timestamp.name, quoted=True), kind, dialect), TS,
+                   quoted=True),
     ).from_(view_table(view))
     on = _keys_equal(view, "p", "f") + [
         exp.GTE(this=_col(TS, "p"), expression=_col(KNOWN if known else TS, "f"))]
@@ -242,7 +243,7 @@ def _asof_fetch(match: str, by: list[str], join: ViewJoin, dialect: str,
     with the tie-break columns (``ties``: view column -> name here) not asked for."""
     view = join.view
     kind = view_timestamp_kind(view, dialect)
-    f_ts = utc(_col(view.timestamp.name, "f"), kind)
+    f_ts = utc(_col(view.timestamp.name, "f"), kind, dialect)
     on = _keys_equal(view, "m", "f") + [exp.EQ(this=_col(MATCH, "m"), expression=f_ts)]
     if known:
         on.append(known_at(view, dialect, "f", _col(TS, "m")))
@@ -295,7 +296,7 @@ def _window_step(by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
     keep the first by the documented order."""
     view = join.view
     kind = view_timestamp_kind(view, dialect)
-    f_ts = utc(_col(view.timestamp.name, "f"), kind)
+    f_ts = utc(_col(view.timestamp.name, "f"), kind, dialect)
     on = _keys_equal(view, "p", "f") + [exp.LTE(this=f_ts, expression=_col(TS, "p"))]
     if view.ttl_seconds:
         on.append(_within_ttl(f_ts.copy(), view, quirks))
@@ -326,7 +327,7 @@ def recency_order(view: FeatureView, dialect: str, table: str | None = None) -> 
     declared order (NULL lowest, strings by code point). Training sets (every dialect, the dbt
     macro) and the online sync rank with it, so both sides pick the same row."""
     assert view.timestamp is not None
-    event = utc(_col(view.timestamp.name, table), view_timestamp_kind(view, dialect))
+    event = utc(_col(view.timestamp.name, table), view_timestamp_kind(view, dialect), dialect)
     quirks = QUIRKS.get(dialect, Quirks())
     return [exp.Ordered(this=event, desc=True, nulls_first=False), *_tie_break(view, quirks, table)]
 

@@ -51,7 +51,7 @@ def carry_forward_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     keys = [k.name for j in joins for k in j.view.entity.join_keys]
     carried = list(dict.fromkeys([*spine.columns, *keys]))
     numbered = spine.row_id is not None or not quirks.ordered_row_number
-    numbering = _spine_select(spine, carried, quirks)
+    numbering = _spine_select(spine, carried, quirks, dialect)
     if not numbered:
         numbering.set("expressions", [e for e in numbering.expressions if e.alias != ROW])
     ctes = [exp.CTE(this=numbering, alias=_alias("spine"))]
@@ -106,7 +106,7 @@ def _union(source: str, columns: list[str], join: ViewJoin, dialect: str,
     and time: NULL), with the side each comes from."""
     view = join.view
     keys = [k.name for k in view.entity.join_keys]
-    f_ts = utc(_col(view.timestamp.name, "f"), view_timestamp_kind(view, dialect))
+    f_ts = utc(_col(view.timestamp.name, "f"), view_timestamp_kind(view, dialect), dialect)
     spine_rows = exp.select(*(_col(c, source) for c in columns),
                             exp.alias_(exp.Literal.number(1), SIDE, quoted=True),
                             exp.alias_(exp.Null(), HIT, quoted=True)).from_(_table(source))

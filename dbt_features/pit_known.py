@@ -40,7 +40,7 @@ def known_at(view: FeatureView, dialect: str, table: str,
         )
     column = exp.column(created.name, table=table, quoted=True)
     null = exp.Is(this=column, expression=exp.Null())
-    return exp.or_(null, exp.LTE(this=utc(column.copy(), kind), expression=spine_time))
+    return exp.or_(null, exp.LTE(this=utc(column.copy(), kind, dialect), expression=spine_time))
 
 
 KNOWN = "__dbt_features_known"
@@ -56,7 +56,8 @@ def known_times(view: FeatureView, dialect: str, table: exp.Table, ts: str) -> e
     ASOF match of a spine time T then finds the latest event time of the rows known at T."""
     assert view.created_timestamp is not None  # without one, rows are matched on event time
     keys = [k.name for k in view.entity.join_keys]
-    event = utc(exp.column(view.timestamp.name, quoted=True), view_timestamp_kind(view, dialect))
+    event = utc(exp.column(view.timestamp.name, quoted=True),
+                view_timestamp_kind(view, dialect), dialect)
     created = known_at(view, dialect, None, event.copy())
     assert isinstance(created, exp.Or)
     created_utc = created.expression.this  # the created time as naive UTC, from known_at

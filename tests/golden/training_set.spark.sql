@@ -50,18 +50,17 @@ WITH `__dbt_features_spine` AS (
         NULL AS `merchant_id`,
         NULL AS `scored_at`,
         NULL AS `label`,
-        CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) AS `__dbt_features_ts`,
+        `f`.`feature_at` AS `__dbt_features_ts`,
         0 AS `__dbt_features_side`,
         STRUCT(
-          CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) AS `t`,
+          `f`.`feature_at` AS `t`,
           `f`.`computed_at` AS `c`,
           `f`.`avg_amount_30d` AS `v0`,
           `f`.`segment` AS `v1`
         ) AS `__dbt_features_hit`
       FROM `db`.`analytics`.`customer_spend` AS `f`
       WHERE
-        NOT `f`.`customer_id` IS NULL
-        AND NOT CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) IS NULL
+        NOT `f`.`customer_id` IS NULL AND NOT `f`.`feature_at` IS NULL
     ) AS `u`
   ) AS `p`
   WHERE
@@ -109,18 +108,14 @@ WITH `__dbt_features_spine` AS (
         `f`.`merchant_id` AS `merchant_id`,
         NULL AS `scored_at`,
         NULL AS `label`,
-        CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) AS `__dbt_features_ts`,
+        `f`.`feature_at` AS `__dbt_features_ts`,
         NULL AS `avg_amount_30d`,
         NULL AS `segment`,
         0 AS `__dbt_features_side`,
-        STRUCT(
-          CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) AS `t`,
-          `f`.`fraud_rate` AS `v0`
-        ) AS `__dbt_features_hit`
+        STRUCT(`f`.`feature_at` AS `t`, `f`.`fraud_rate` AS `v0`) AS `__dbt_features_hit`
       FROM `db`.`analytics`.`merchant_risk` AS `f`
       WHERE
-        NOT `f`.`merchant_id` IS NULL
-        AND NOT CAST(FROM_UTC_TIMESTAMP(`f`.`feature_at`, 'UTC') AS TIMESTAMP) IS NULL
+        NOT `f`.`merchant_id` IS NULL AND NOT `f`.`feature_at` IS NULL
     ) AS `u`
   ) AS `p`
   WHERE

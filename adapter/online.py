@@ -145,8 +145,8 @@ class OnlineStore:
                 f"the online store at {self.where} switched generations during 5 reads in a "
                 "row (full refreshes in a loop?); retry."
             )
-        if entry is not None and log.writer is not None:  # type: ignore[union-attr]
-            log.record(entry, replies, nv)  # type: ignore[union-attr]
+        if entry is not None and log is not None and log.writer is not None:
+            log.record(entry, replies, nv)
         return self._response(plan, ready, rows, replies, nv, now_us)
 
     def _read(self, keys: list[str], args: list[Any]) -> list[bytes | None]:

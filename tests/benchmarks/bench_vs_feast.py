@@ -321,6 +321,10 @@ class Results:
     reads: dict[int, dict[str, ReadStats]] = field(default_factory=dict)
     peak_mb: dict[str, float] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)
+    ping_ms: float = 0.0
+    """A bare PING's p50 from this process, just before the reads: on idle cores a loopback
+    round trip wakes Redis from an idle CPU and costs about twice as much, which moves the
+    1-entity ratio (the reads of both sides pay it; ours are little else)."""
 
 
 def alternating(n: int) -> tuple[str, ...]:
@@ -384,6 +388,15 @@ def entity_requests(rng: random.Random, entities: int, batch: int, n: int) -> li
     return [[rng.randrange(entities) for _ in range(batch)] for _ in range(n)]
 
 
+def ping_p50(client, n: int = 2000) -> float:
+    timings = []
+    for _ in range(n):
+        started = time.perf_counter()
+        client.ping()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings) * 1000
+
+
 def run_reads(workers: dict[str, Worker], sizes: Sizes, results: Results) -> None:
     """Per batch size: a warm-up, then rounds of the same requests on both sides."""
     rng = random.Random(2)
@@ -424,7 +437,7 @@ def report(results: Results, sizes: Sizes) -> list[Goal]:
              Goal(f"materialization >= 20x faster: {speedup['sync']:.1f}x", speedup["sync"] >= 20),
              Goal(f"peak RSS <= 0.25x Feast's: {rss['ours'] / rss['feast']:.2f}x",
                   rss["ours"] / rss["feast"] <= 0.25)]
-    print(f"\n| measure | Feast 0.67 | dbt-features | Feast / dbt-features |\n|---|---|---|---|")
+    print("\n| measure | Feast 0.67 | dbt-features | Feast / dbt-features |\n|---|---|---|---|")
     print(f"| training set, {len(TRAINING_FEATURES)} features ({sizes.spine:,}-row spine) | "
           f"{train['feast']:.2f} s | {train['ours']:.2f} s | {speedup['train']:.1f}x |")
     print(f"| materialize / sync --full-refresh ({sizes.entities:,} entities) | "
@@ -518,6 +531,7 @@ def measure(data: Data, sizes: Sizes, args: argparse.Namespace, client) -> Resul
         run_training(workers, sizes, results)
         run_materialize(workers, client, patterns, data, sizes, results)
         check_online(workers, sizes, results)
+        results.ping_ms = ping_p50(client)
         run_reads(workers, sizes, results)
         results.peak_mb = {side: workers[side].close() for side in SIDES}
     finally:
@@ -556,7 +570,8 @@ def main() -> None:
           f"features; training and materialization: median of {sizes.repeat} run(s) each; reads: "
           f"median over {sizes.rounds} rounds of {sizes.reads} (1 entity) / {sizes.reads_100} "
           f"(100 entities) requests per side, after {sizes.warmup} warm-up requests; load "
-          f"average at the end {os.getloadavg()[0]:.1f}")
+          f"average at the end {os.getloadavg()[0]:.1f}; a bare PING before the reads: p50 "
+          f"{results.ping_ms:.3f} ms")
     report(results, sizes)
 
 

@@ -116,9 +116,9 @@ class OnlineStore:
         rows = entity_rows if type(entity_rows) is tuple else tuple(entity_rows)
         entities = [key_values(spec, views, fast, rows) for spec, views, fast in plan.groups]
         ready = self._ready.get(wanted)
-        now_us = time.time_ns() // 1000  # the time each value's ttl is judged at
         log = self.served_log
-        entry = None if log is None else log.entry(now_us, plan, entities)
+        sampled = log is not None and log.sampled()
+        entry = None
         for _attempt in range(5):
             if ready is None or ready.epoch != self._epoch:
                 ready = self._prepare(wanted, plan)
@@ -130,10 +130,12 @@ class OnlineStore:
                     locate(entities[group], keys, fields)
             except UnicodeEncodeError as exc:
                 raise not_utf8(rows) from exc
-            if entry is None:
-                replies = self._read(keys, fields)
-            else:
+            now_us = time.time_ns() // 1000  # each value's ttl is judged at it (and it is logged)
+            if sampled and log is not None:
+                entry = log.entry(now_us, plan, entities)
                 replies = self._read_logged(keys, fields, entry, ready.expected)
+            else:
+                replies = self._read(keys, fields)
             if replies[:nv] == ready.expected:
                 break
             for name, got, want in zip(plan.names, replies, ready.expected):

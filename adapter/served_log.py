@@ -218,12 +218,14 @@ class ServedLog:
             self._retry_at = time.monotonic() + RETRY_S
         return not self._unwritten
 
-    def entry(self, now_us: int, plan: ReadPlan, entities: list[list[Any]]) -> list[bytes] | None:
-        """The ``t``, ``r``, ``v`` and ``k`` fields of a read's entry, or None when the read
-        is not sampled."""
+    def sampled(self) -> bool:
+        """Whether to log this read (``ServedLogOptions.sample_rate``)."""
         rate = self.options.sample_rate
-        if rate < 1.0 and random.random() >= rate:
-            return None
+        return rate >= 1.0 or random.random() < rate
+
+    def entry(self, now_us: int, plan: ReadPlan, entities: list[list[Any]]) -> list[bytes]:
+        """The ``t``, ``r``, ``v`` and ``k`` fields of a read's entry (``now_us``: taken just
+        before the read is sent, the time its values' ttl is judged at)."""
         return [b"%d" % now_us, f"{self._id_base}{next(self._ids):x}".encode(),
                 self._describe(plan), marshal.dumps(entities, 4)]
 

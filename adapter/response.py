@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
@@ -153,14 +153,23 @@ class OnlineResponse:
         columns: dict[str, pa.Array] = {
             name: pa.array(_key_column(rows, name)) for name in dict.fromkeys(chain(*rows))}
         timestamp = _arrow_type("timestamp")
-        statuses = per_column(_status_array)
-        stamps = per_column(lambda column: pa.array(column, timestamp))
+        # Features of one view share their status and event-time columns: converted once each
+        # (keyed by the column object, alive as long as this response; one dict per kind, as
+        # a status column and an event column may be the same object: the empty tuple).
+        statuses: dict[int, pa.Array] = {}
+        stamps: dict[int, pa.Array] = {}
         value_arrays = _value_arrays(self.values, self.dtypes, len(rows))
-        for ref, values, status, events in zip(self.features, value_arrays, self.statuses,
-                                               self.event_us):
+        for (ref, status_name, event_name), values, status, events in zip(
+                _arrow_names(self.features), value_arrays, self.statuses, self.event_us):
             columns[ref] = values
-            columns[f"{ref}__status"] = statuses(status)
-            columns[f"{ref}__event_timestamp"] = stamps(events)
+            found = statuses.get(id(status))
+            if found is None:
+                found = statuses[id(status)] = _status_array(status)
+            columns[status_name] = found
+            found = stamps.get(id(events))
+            if found is None:
+                found = stamps[id(events)] = pa.array(events, timestamp)
+            columns[event_name] = found
         return pa.Table.from_arrays(list(columns.values()), names=list(columns))
 
     def to_pandas(self) -> Any:
@@ -175,6 +184,12 @@ class OnlineResponse:
         import polars as pl
 
         return pl.from_arrow(self.to_arrow())
+
+
+@lru_cache(maxsize=256)
+def _arrow_names(features: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """Per feature, its value, status and event-time column names in ``to_arrow``."""
+    return tuple((ref, f"{ref}__status", f"{ref}__event_timestamp") for ref in features)
 
 
 _PRESENT_ARRAYS: dict[int, Any] = {}
@@ -209,17 +224,22 @@ def _value_arrays(values: tuple[tuple[Any, ...], ...], dtypes: tuple[str, ...],
     pyarrow call has a fixed cost), then sliced (no copy)."""
     import pyarrow as pa
 
-    by_dtype: dict[str, list[int]] = {}
-    for j, dtype in enumerate(dtypes):
-        by_dtype.setdefault(dtype, []).append(j)
     out: list[Any] = [None] * len(values)
-    for dtype, positions in by_dtype.items():
+    for arrow_type, positions in _by_dtype(dtypes):
         if len(positions) == 1 or n == 0:
             for j in positions:
-                out[j] = pa.array(values[j], _arrow_type(dtype))
+                out[j] = pa.array(values[j], arrow_type)
             continue
-        joined = pa.array(list(chain.from_iterable(values[j] for j in positions)),
-                          _arrow_type(dtype))
+        joined = pa.array(list(chain.from_iterable([values[j] for j in positions])), arrow_type)
         for k, j in enumerate(positions):
             out[j] = joined.slice(k * n, n)
     return out
+
+
+@lru_cache(maxsize=256)
+def _by_dtype(dtypes: tuple[str, ...]) -> tuple[tuple[pa.DataType, tuple[int, ...]], ...]:
+    """The Arrow type of each dtype among ``dtypes`` and the positions holding it."""
+    positions: dict[str, list[int]] = {}
+    for j, dtype in enumerate(dtypes):
+        positions.setdefault(dtype, []).append(j)
+    return tuple((_arrow_type(dtype), tuple(at)) for dtype, at in positions.items())

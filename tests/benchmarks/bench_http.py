@@ -30,22 +30,19 @@ import multiprocessing
 import os
 import random
 import re
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_responses import ENTITIES, FEATURES as NAMES, build_project  # noqa: E402
+from bench_responses import ENTITIES, FEATURES as NAMES, synced_project  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 FEATURES = [f"resp_a:{f}" for f in NAMES[::2]] + [f"resp_b:{f}" for f in NAMES[1::2]]
@@ -263,14 +260,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds = min(args.seconds, 120.0)
 
-    root = Path(tempfile.mkdtemp(prefix="bench_http_"))
-    prefix = f"dbtf_bench_http_{uuid.uuid4().hex[:8]}"
-    os.environ.update(DBT_FEATURES_REDIS_URL=REDIS_URL, DBT_FEATURES_REDIS_PREFIX=prefix,
-                      PYTHONPATH=str(REPO))
-    try:
-        project = build_project(root)
-        subprocess.run([str(Path(sys.executable).parent / "dbt-features"), "sync"], cwd=project,
-                       check=True, capture_output=True)
+    with synced_project("http") as project:
         server, port = start_server(project)
         try:
             prepare = in_process(project)
@@ -305,14 +295,6 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-    finally:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
-        for i in range(0, len(keys), 5000):
-            client.unlink(*keys[i:i + 5000])
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -57,6 +58,31 @@ select
     'category_' || cast(i % 20 as varchar) as label
 from range({n}) as s(i)
 """
+
+
+@contextmanager
+def synced_project(tag: str) -> Iterator[Path]:
+    """``build_project`` in a temporary folder, synced (the real CLI) to the Redis at
+    ``REDIS_URL`` under a unique key prefix (set in the environment, for the benchmark's
+    processes); its keys and folder are deleted at the end."""
+    import redis
+
+    root = Path(tempfile.mkdtemp(prefix=f"bench_{tag}_"))
+    prefix = f"dbtf_bench_{tag}_{uuid.uuid4().hex[:8]}"
+    os.environ.update(DBT_FEATURES_REDIS_URL=REDIS_URL, DBT_FEATURES_REDIS_PREFIX=prefix,
+                      PYTHONPATH=str(REPO))
+    try:
+        project = build_project(root)
+        subprocess.run([str(BIN / "dbt-features"), "sync"], cwd=project, check=True,
+                       capture_output=True)
+        yield project
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
+        for i in range(0, len(keys), 5000):
+            client.unlink(*keys[i:i + 5000])
+        client.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def build_project(root: Path) -> Path:
@@ -179,14 +205,8 @@ def main() -> None:
 
     from dbt_features.store import FeatureStore
 
-    root = Path(tempfile.mkdtemp(prefix="bench_responses_"))
-    prefix = f"bench_resp_{uuid.uuid4().hex[:8]}"
-    os.environ.update(DBT_FEATURES_REDIS_URL=REDIS_URL, DBT_FEATURES_REDIS_PREFIX=prefix)
-    store = None
-    try:
-        project = build_project(root)
+    with synced_project("resp") as project:
         store = FeatureStore(project_dir=str(project))
-        store.sync()
         import pyarrow  # noqa: F401  - imported once, before timing (as in a warm server)
 
         online = store.online
@@ -199,14 +219,7 @@ def main() -> None:
         met += report("two views (5 features of each)",
                       bench_case(online, two, args.rounds, args.reads))
         print(f"\n{sum(met)} of {len(met)} targets met")
-    finally:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
-        for i in range(0, len(keys), 5000):
-            client.unlink(*keys[i:i + 5000])
-        shutil.rmtree(root, ignore_errors=True)
+        online.close()
 
 
 if __name__ == "__main__":

@@ -29,13 +29,9 @@ import http.client
 import json
 import os
 import random
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_http import start_server  # noqa: E402
-from bench_responses import ENTITIES, FEATURES as NAMES, build_project  # noqa: E402
+from bench_responses import ENTITIES, FEATURES as NAMES, synced_project  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 FEATURES = [f"resp_a:{f}" for f in NAMES[::2]] + [f"resp_b:{f}" for f in NAMES[1::2]]
@@ -191,29 +187,13 @@ def main() -> None:
     parser.add_argument("--only", choices=("in-process", "http"), default=None)
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    root = Path(tempfile.mkdtemp(prefix="bench_served_log_"))
-    prefix = f"dbtf_bench_log_{uuid.uuid4().hex[:8]}"
-    os.environ.update(DBT_FEATURES_REDIS_URL=REDIS_URL, DBT_FEATURES_REDIS_PREFIX=prefix,
-                      PYTHONPATH=str(REPO))
-    try:
-        project = build_project(root)
-        subprocess.run([str(Path(sys.executable).parent / "dbt-features"), "sync"], cwd=project,
-                       check=True, capture_output=True)
+    with synced_project("log") as project:
         print(f"{args.rounds} rounds x {args.requests} requests per side, alternating; medians "
               "over rounds", flush=True)
         if args.only in (None, "in-process"):
             in_process(project, args.rounds, args.requests)
         if args.only in (None, "http"):
             over_http(project, args.rounds, args.requests)
-    finally:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
-        for i in range(0, len(keys), 5000):
-            client.unlink(*keys[i:i + 5000])
-        client.close()
-        shutil.rmtree(root, ignore_errors=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 

@@ -32,10 +32,20 @@ AT_LATEST = "_dbt_features_at_latest"
 class Boundary:
     """Where the previous sync of a view stopped: its "now" and its watermark, the greatest
     created time (event time for a view without created_timestamp) among the rows it had
-    settled (event time <= now). ``watermark`` is None when it had settled none."""
+    settled (event time <= now, and >= ``floor``). ``watermark`` is None when it had settled
+    none. ``floor`` (``digest_floor``): the oldest event time its digest covered; None: every
+    row (a view without ttl, or a digest recorded before floors were)."""
 
     now: datetime
     watermark: datetime | None
+    floor: datetime | None = None
+
+
+def digest_floor(view: FeatureView, now: datetime) -> datetime | None:
+    """The oldest event time a sync at ``now`` digests: ``now - ttl``. An older row can never
+    be served again (the window only moves forward), so a change to it changes nothing any
+    later sync serves; with no ttl every row can be, and there is no floor."""
+    return now - timedelta(seconds=view.ttl_seconds) if view.ttl_seconds else None
 
 
 def latest_query(
@@ -66,10 +76,7 @@ def latest_query(
     ts = view.timestamp
     wanted = served_columns(view)
     latest_at = _fresh_name("_dbt_features_latest_at", wanted)
-    conditions = [*_present(view), exp.LTE(this=_col(ts.name), expression=_moment(now, ts, dialect))]
-    if view.ttl_seconds:
-        floor = now - timedelta(seconds=view.ttl_seconds)
-        conditions.append(exp.GTE(this=_col(ts.name), expression=_moment(floor, ts, dialect)))
+    conditions = [*_present(view), *_in_window(view, dialect, now)]
     if since is not None:
         conditions.append(_unsettled(view, dialect, since))
     if shard is not None:
@@ -123,13 +130,7 @@ def _entity_estimate(view: FeatureView, dialect: str,
 
 def _in_window(view: FeatureView, dialect: str, now: datetime) -> list[exp.Expression]:
     """``event time <= now`` and, with a ttl, ``>= now - ttl``: the rows a full refresh serves."""
-    assert view.timestamp is not None
-    ts = view.timestamp
-    conditions = [exp.LTE(this=_col(ts.name), expression=_moment(now, ts, dialect))]
-    if view.ttl_seconds:
-        floor = now - timedelta(seconds=view.ttl_seconds)
-        conditions.append(exp.GTE(this=_col(ts.name), expression=_moment(floor, ts, dialect)))
-    return conditions
+    return _event_between(view, dialect, digest_floor(view, now), now)
 
 
 def served_columns(view: FeatureView) -> list[str]:
@@ -164,16 +165,28 @@ def _change_column(view: FeatureView) -> Column:
 
 
 def _settled(view: FeatureView, dialect: str, boundary: Boundary) -> exp.Expression:
-    """Rows the sync at ``boundary`` had taken into account: event time <= its now, and a
-    change time at or below its watermark (or NULL: such rows are always compared)."""
+    """Rows the sync at ``boundary`` had taken into account: event time <= its now (and >= its
+    floor), and a change time at or below its watermark (or NULL: such rows are always
+    compared)."""
     assert view.timestamp is not None
     ts, changed = view.timestamp, _change_column(view)
-    event = exp.LTE(this=_col(ts.name), expression=_moment(boundary.now, ts, dialect))
+    event = _event_between(view, dialect, boundary.floor, boundary.now)
     null = exp.Is(this=_col(changed.name), expression=exp.Null())
     if boundary.watermark is None:
-        return exp.and_(event, null)
+        return exp.and_(*event, null)
     below = exp.LTE(this=_col(changed.name), expression=_moment(boundary.watermark, changed, dialect))
-    return exp.and_(event, exp.or_(null, below))
+    return exp.and_(*event, exp.or_(null, below))
+
+
+def _event_between(view: FeatureView, dialect: str, floor: datetime | None,
+                   now: datetime) -> list[exp.Expression]:
+    """``event time <= now`` and ``>= floor`` (no lower bound without a floor)."""
+    assert view.timestamp is not None
+    ts = view.timestamp
+    bounds = [exp.LTE(this=_col(ts.name), expression=_moment(now, ts, dialect))]
+    if floor is not None:
+        bounds.append(exp.GTE(this=_col(ts.name), expression=_moment(floor, ts, dialect)))
+    return bounds
 
 
 def _unsettled(view: FeatureView, dialect: str, boundary: Boundary) -> exp.Expression:
@@ -197,23 +210,30 @@ def digest_query(view: FeatureView, dialect: str, now: datetime, since: Boundary
                  *, from_sql: bool = False, entities: bool = False) -> str:
     """One aggregate pass over the view's servable rows: row count and order-independent digest
     (sum of a 64-bit row hash, as text) of the rows ``since`` had settled (NULL without
-    ``since``), the same of every row with event time <= ``now``, and the new watermark;
-    ``entities``: also ``entity_count_query``'s estimate, in the same pass (a full refresh
-    known to be one before this pass, where the engine estimates: ``ESTIMATED_COUNT``).
+    ``since``), the same of every row with ``digest_floor(now) <= event time <= now``, and the
+    new watermark; ``entities``: also ``entity_count_query``'s estimate, in the same pass (a
+    full refresh known to be one before this pass, where the engine estimates:
+    ``ESTIMATED_COUNT``).
 
     Equal digests of the settled rows mean no row the previous sync saw was updated, deleted
-    or joined late: reading the unsettled rows alone then gives what a full refresh would."""
+    or joined late: reading the unsettled rows alone then gives what a full refresh would.
+    Rows older than both floors are not read at all: with a ttl, a long history costs the
+    pass only its servable rows (and a scan the engine can prune by event time)."""
     assert view.timestamp is not None
     ts, changed = view.timestamp, _change_column(view)
     row_hash = _row_hash(view, dialect)
-    source, present = _source(view, dialect, from_sql), exp.and_(*_present(view))
+    floor = digest_floor(view, now)
+    lowest = _lowest_floor(floor, since)
+    older = [] if lowest is None else [
+        exp.GTE(this=_col(ts.name), expression=_moment(lowest, ts, dialect))]
+    source, present = _source(view, dialect, from_sql), exp.and_(*_present(view), *older)
     if dialect in DIGEST_SUM:  # hashed once per row, summed in parts
         name = _fresh_name("_dbt_features_row_hash", served_columns(view))
         hashed = exp.select(*(_col(c) for c in served_columns(view)),
                             exp.alias_(row_hash, name, quoted=True)).from_(source).where(present)
         source, present = hashed.subquery(exp.to_identifier(HASHED, quoted=True)), None
         row_hash = _col(name)
-    settled_now = exp.LTE(this=_col(ts.name), expression=_moment(now, ts, dialect))
+    settled_now = exp.and_(*_event_between(view, dialect, floor, now))
     previous = _settled(view, dialect, since) if since is not None else exp.false()
     columns = [
         *_count_and_digest(previous, row_hash, dialect),
@@ -227,6 +247,16 @@ def digest_query(view: FeatureView, dialect: str, now: datetime, since: Boundary
         names.append(ENTITIES)
     query = exp.select(*(exp.alias_(c, n, quoted=True) for c, n in zip(columns, names))).from_(source)
     return (query.where(present) if present is not None else query).sql(dialect=dialect)
+
+
+def _lowest_floor(floor: datetime | None, since: Boundary | None) -> datetime | None:
+    """The oldest event time the digest's pass needs: None (every row) if either digest has
+    no floor."""
+    if since is None:
+        return floor
+    if floor is None or since.floor is None:
+        return None
+    return min(floor, since.floor)
 
 
 def _count_and_digest(condition: exp.Expression, row_hash: exp.Expression,

@@ -4,8 +4,9 @@ An incremental sync must leave Redis serving exactly what a full refresh would. 
 rows past a watermark does that if, and only if, no row the previous sync had taken into account
 was updated, deleted or joined late since. One aggregate pass (``query.digest_query``) checks it:
 a row count and an order-independent digest of those rows, compared with the ones the previous
-sync recorded. Any difference, and the sync is a full refresh that says why. Otherwise the new
-rows alone are read; under ``pit.recency_order`` each is strictly newer or strictly older than
+sync recorded (with a ttl, over the rows a sync can still serve: ``query.digest_floor``). Any
+difference, and the sync is a full refresh that says why. Otherwise the new rows alone are
+read; under ``pit.recency_order`` each is strictly newer or strictly older than
 what Redis holds for its entity (``query._unsettled``), so the server-side compare of
 (event time, created time) settles it exactly.
 
@@ -35,8 +36,8 @@ from dbt_features.warehouse import Warehouse
 from .codec import FORMAT_VERSION, Schema, schema_version
 from .layout import bucket_count, integer_keyed
 from .micros import from_micros, moment_micros, to_micros
-from .query import (ENTITIES, ESTIMATED_COUNT, SHARDED_DIALECTS, Boundary, digest_query,
-                    entity_count_query, latest_query)
+from .query import (ENTITIES, ESTIMATED_COUNT, SHARDED_DIALECTS, Boundary, digest_floor,
+                    digest_query, entity_count_query, latest_query)
 
 SHARD_ROWS = 2_000_000
 """In-process warehouses (DuckDB) read at most about this many rows per pass (a pass that
@@ -53,6 +54,9 @@ class SyncState:
     watermark_us: int | None = None
     settled_rows: int | None = None
     settled_digest: str | None = None
+    floor_us: int | None = None
+    """The oldest event time the digest covers (``query.digest_floor``); absent: every row (no
+    ttl, or recorded by a version that digested every row: still compared exactly)."""
 
     @classmethod
     def from_meta(cls, meta: dict[str, str]) -> "SyncState":
@@ -61,14 +65,15 @@ class SyncState:
             return int(value) if value not in (None, "") else None
 
         return cls(number("boundary_now_us"), number("watermark_us"), number("settled_rows"),
-                   meta.get("settled_digest"))
+                   meta.get("settled_digest"), number("digest_floor_us"))
 
     @property
     def boundary(self) -> Boundary | None:
         if self.now_us is None or self.settled_rows is None:
             return None
         mark = None if self.watermark_us is None else from_micros(self.watermark_us)
-        return Boundary(from_micros(self.now_us), mark)
+        floor = None if self.floor_us is None else from_micros(self.floor_us)
+        return Boundary(from_micros(self.now_us), mark, floor)
 
     def fields(self) -> dict[str, Any]:
         return {name: value for name, value in self._named().items() if value is not None}
@@ -78,7 +83,8 @@ class SyncState:
 
     def _named(self) -> dict[str, Any]:
         return {"boundary_now_us": self.now_us, "watermark_us": self.watermark_us,
-                "settled_rows": self.settled_rows, "settled_digest": self.settled_digest}
+                "settled_rows": self.settled_rows, "settled_digest": self.settled_digest,
+                "digest_floor_us": self.floor_us}
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
     current = meta.get("gen_id")
     previous = SyncState.from_meta(meta)
     reason = _full_reason(full_refresh, current, meta.get("signature") != sig, previous,
-                          schema_version(meta.get("schema")))
+                          schema_version(meta.get("schema")), to_micros(now))
     since = previous.boundary if reason is None else None
     dialect = warehouse.dialect
     counted = reason is not None and dialect in ESTIMATED_COUNT  # in the digest's pass
@@ -148,8 +154,9 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
         reason = (f"rows the last sync had seen were updated, deleted or arrived late "
                   f"({previous.settled_rows:,} rows then, {settled_rows:,} now); a full refresh "
                   "keeps the online store exact")
+    floor = digest_floor(view, now)
     state = SyncState(to_micros(now), _watermark_us(row["watermark"]), int(row["rows"] or 0),
-                      str(row["digest"] or 0))
+                      str(row["digest"] or 0), None if floor is None else to_micros(floor))
     if reason is None:  # the served generation's layout
         schema = Schema.parse(meta["schema"])
     else:
@@ -168,7 +175,7 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
 
 
 def _full_reason(asked: bool, current: str | None, changed: bool, previous: SyncState,
-                 version: int | None) -> str | None:
+                 version: int | None, now_us: int) -> str | None:
     if asked:
         return "--full-refresh"
     if current is None:
@@ -180,6 +187,10 @@ def _full_reason(asked: bool, current: str | None, changed: bool, previous: Sync
         return "definition changed since the last sync"
     if previous.boundary is None:
         return "the last sync recorded no watermark"
+    if previous.now_us is not None and now_us < previous.now_us:
+        # Rows between the two times were settled then and are in the future now; and the
+        # digest's floor, which only moves forward, would leave rows unchecked.
+        return "the clock is behind the last sync's"
     return None
 
 

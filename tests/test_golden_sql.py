@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -60,7 +60,8 @@ def _training_as_known_at(dialect: str) -> str:
 
 
 def _sync(dialect: str) -> str:
-    since = Boundary(NOW.replace(hour=6), datetime(2026, 5, 1, 5, 30, tzinfo=timezone.utc))
+    since = Boundary(NOW.replace(hour=6), datetime(2026, 5, 1, 5, 30, tzinfo=timezone.utc),
+                     NOW.replace(hour=6) - timedelta(days=30))
     parts = [
         ("full refresh", latest_query(SPEND, dialect, NOW)),
         ("incremental", latest_query(SPEND, dialect, NOW, since=since)),

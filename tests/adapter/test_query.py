@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlglot
@@ -81,9 +81,29 @@ def test_digest_compares_what_the_last_sync_settled_and_records_the_new_watermar
     assert "HASHTEXTEXTENDED(CAST(ROW(" in sql
     assert ("(\"created\" IS NULL OR \"created\" <= CAST('2026-04-30 00:00:00.000000+00:00' AS "
             "TIMESTAMPTZ))") in sql
-    assert 'MAX(CASE WHEN "at" <= CAST(\'2026-05-01 12:00:00.000000\' AS TIMESTAMP) THEN "created" END)' in sql
+    assert ('MAX(CASE WHEN "at" <= CAST(\'2026-05-01 12:00:00.000000\' AS TIMESTAMP) AND "at" >= '
+            'CAST(\'2026-04-30 12:00:00.000000\' AS TIMESTAMP) THEN "created" END)') in sql
+    assert "WHERE NOT \"customer id\" IS NULL AND NOT \"at\" IS NULL FROM" not in sql
     first = digest_query(VIEW, "duckdb", NOW, None)
     assert "CASE WHEN FALSE" in first and "HASH(" in first
+
+
+def test_digest_reads_no_row_older_than_both_floors() -> None:
+    """The new digest covers now - ttl onwards; the settled one, the last sync's floor onwards;
+    the pass reads from the older of the two. A boundary recorded without a floor (every row)
+    or a view without ttl: every row."""
+    def where(sql: str) -> str:
+        return sql.rsplit(" WHERE ", 1)[1]
+
+    floored = Boundary(NOW - timedelta(hours=2), None, NOW - timedelta(days=1, hours=2))
+    assert ">= CAST('2026-04-30 10:00:00.000000' AS TIMESTAMP)" in where(
+        digest_query(VIEW, "duckdb", NOW, floored))
+    assert ">= CAST('2026-04-30 12:00:00.000000' AS TIMESTAMP)" in where(
+        digest_query(VIEW, "duckdb", NOW, None))
+    assert ">=" not in where(digest_query(VIEW, "duckdb", NOW, replace(floored, floor=None)))
+    assert ">=" not in where(digest_query(replace(VIEW, ttl_seconds=None), "duckdb", NOW, None))
+    spark = digest_query(VIEW, "spark", NOW, floored)  # the floor filters before the hashing
+    assert "`at` >= CAST('2026-04-30 10:00:00.000000" in where(spark)
 
 
 def test_spark_digest_hashes_null_flags_once_and_sums_in_parts() -> None:

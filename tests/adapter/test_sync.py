@@ -7,7 +7,8 @@ import os
 import shutil
 import subprocess
 import time
-from datetime import timezone
+import dataclasses
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -112,6 +113,66 @@ def test_incremental_sync_places_new_rows_and_falls_back_to_a_full_refresh_when_
     assert after.values[0] == ("corrected", before.values[0][1])
     assert {r.view: r.mode for r in store.sync()} == {"customer_spend": "incremental",
                                                        "merchant_risk": "incremental"}
+
+
+def test_the_digest_covers_the_rows_a_sync_can_still_serve(duck_project: Path, tmp_path: Path,
+                                                            monkeypatch, redis_prefix: str) -> None:
+    """merchant_risk has a 2-day ttl over a longer history. A change to a row older than that
+    window can never be served again, so the next sync stays incremental; the digest a sync
+    records says where it starts. A state recorded without that floor (by a version that
+    digested every row) is still compared exactly, and a clock behind the last sync's makes a
+    full refresh."""
+    from dbt_features.serving.query import digest_query
+    from dbt_features.serving.sync import SyncOptions, sync_view
+    from dbt_features.serving.sync_plan import SyncState
+
+    project = tmp_path / "p"
+    shutil.copytree(duck_project, project)
+    db = project / "target" / "sample.duckdb"
+    monkeypatch.setenv("DBT_FEATURES_SAMPLE_DUCKDB", str(db))
+    store = FeatureStore(project_dir=str(project))
+    view = store.registry.view("merchant_risk")
+    refs, rows = ["merchant_risk:merchant_category"], [{"merchant_id": m} for m in (1, 2, 3)]
+    first = store.sync("merchant_risk")[0]
+    client = redis.Redis.from_url(REDIS_URL)
+    meta_key = Keys(redis_prefix).meta("merchant_risk")
+    state = SyncState.from_meta({k.decode(): v.decode() for k, v in client.hgetall(meta_key).items()})
+    assert state.floor_us == state.now_us - 2 * 86_400_000_000
+    before = store.get_online_features(refs, rows)
+    con = duckdb.connect(str(db))
+    old = con.execute("select count(*) from main.merchant_risk where feature_at < "
+                      "now()::timestamp - interval 3 day").fetchall()[0][0]
+    con.execute("update main.merchant_risk set merchant_category = 'rewritten history' "
+                "where feature_at < now()::timestamp - interval 3 day")
+    con.close()
+    assert old > 0
+    second = store.sync("merchant_risk")[0]
+    assert (second.mode, second.generation) == ("incremental", first.generation)
+    assert store.get_online_features(refs, rows).values == before.values
+    assert store.verify("merchant_risk", sample=1000).mismatched == 0
+
+    # As an older version recorded it: every row with event time <= now, no floor.
+    fields = {k.decode(): v.decode() for k, v in client.hgetall(meta_key).items()}
+    boundary = SyncState.from_meta(fields).boundary
+    no_ttl = dataclasses.replace(view, ttl_seconds=None)
+    with store.warehouse() as warehouse:
+        row = warehouse.arrow(digest_query(no_ttl, "duckdb", boundary.now, None)).to_pylist()[0]
+    client.hset(meta_key, mapping={"settled_rows": row["rows"], "settled_digest": str(row["digest"])})
+    client.hdel(meta_key, "digest_floor_us")
+    assert store.sync("merchant_risk")[0].mode == "incremental"
+    client.hset(meta_key, mapping={"settled_rows": row["rows"], "settled_digest": str(row["digest"])})
+    client.hdel(meta_key, "digest_floor_us")
+    con = duckdb.connect(str(db))
+    con.execute("update main.merchant_risk set merchant_category = 'again' "
+                "where feature_at < now()::timestamp - interval 3 day")
+    con.close()
+    third = store.sync("merchant_risk")[0]
+    assert third.mode == "full" and "updated, deleted or arrived late" in third.reason
+
+    with store.warehouse() as warehouse:
+        behind = sync_view(store.online, view, warehouse, SyncOptions(),
+                           now=boundary.now.replace(tzinfo=timezone.utc) - timedelta(hours=1))
+    assert (behind.mode, behind.reason) == ("full", "the clock is behind the last sync's")
 
 
 def test_conditional_write_keeps_the_newer_row(redis_prefix: str) -> None:

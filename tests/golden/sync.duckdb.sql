@@ -183,6 +183,7 @@ SELECT
   COUNT(
     CASE
       WHEN "feature_at" <= CAST('2026-05-01 06:00:00.000000' AS TIMESTAMP)
+      AND "feature_at" >= CAST('2026-04-01 06:00:00.000000' AS TIMESTAMP)
       AND (
         "computed_at" IS NULL
         OR "computed_at" <= CAST('2026-05-01 05:30:00.000000+00:00' AS TIMESTAMPTZ)
@@ -193,6 +194,7 @@ SELECT
   CAST(SUM(
     CASE
       WHEN "feature_at" <= CAST('2026-05-01 06:00:00.000000' AS TIMESTAMP)
+      AND "feature_at" >= CAST('2026-04-01 06:00:00.000000' AS TIMESTAMP)
       AND (
         "computed_at" IS NULL
         OR "computed_at" <= CAST('2026-05-01 05:30:00.000000+00:00' AS TIMESTAMPTZ)
@@ -203,21 +205,26 @@ SELECT
   COUNT(
     CASE
       WHEN "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+      AND "feature_at" >= CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
       THEN 1
     END
   ) AS "rows",
   CAST(SUM(
     CASE
       WHEN "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+      AND "feature_at" >= CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
       THEN HASH("customer_id", "feature_at", "computed_at", "avg_amount_30d", "segment")
     END
   ) AS TEXT) AS "digest",
   MAX(
     CASE
       WHEN "feature_at" <= CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP)
+      AND "feature_at" >= CAST('2026-04-01 12:00:00.000000' AS TIMESTAMP)
       THEN "computed_at"
     END
   ) AS "watermark"
 FROM "db"."analytics"."customer_spend"
 WHERE
-  NOT "customer_id" IS NULL AND NOT "feature_at" IS NULL;
+  NOT "customer_id" IS NULL
+  AND NOT "feature_at" IS NULL
+  AND "feature_at" >= CAST('2026-04-01 06:00:00.000000' AS TIMESTAMP);

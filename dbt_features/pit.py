@@ -12,9 +12,10 @@ Each view is joined to the spine on its own, in a CTE of that view's features pe
 the final select joins those CTEs to the spine and returns its rows in its order. Per view, as
 measured on DuckDB (see tests/benchmarks and docs/design.md):
 
-* DuckDB: an ``ASOF LEFT JOIN`` on the keys and timestamps alone finds the matched timestamp,
-  an equi-join fetches the view's rows at that timestamp, and ``QUALIFY ROW_NUMBER()`` breaks
-  ties, only when some matched timestamp held several rows (more rows fetched than spine rows).
+* DuckDB: an ``ASOF LEFT JOIN`` on the keys and timestamps alone finds the matched timestamp
+  (among the view rows within the spine's times, less the ttl: ``_spine_span``), an equi-join
+  fetches the view's rows at that timestamp, and ``QUALIFY ROW_NUMBER()`` breaks ties, only
+  when some matched timestamp held several rows (more rows fetched than spine rows).
 * Every other dialect: ``LEFT JOIN`` on the keys and the time window, then ``ROW_NUMBER()`` in
   a subquery (portable to PostgreSQL, Snowflake, BigQuery, Spark and Trino alike).
 * Spark (``Quirks.carry_forward``, measured on Spark) unless ``as_known_at``: one sort of spine
@@ -195,11 +196,10 @@ def _asof_match(by: list[str], join: ViewJoin, dialect: str, known: bool) -> exp
     view = join.view
     kind = view_timestamp_kind(view, dialect)
     keys = [k.name for k in view.entity.join_keys]
+    event = utc(exp.column(view.timestamp.name, quoted=True), kind, dialect)
     narrow = known_times(view, dialect, view_table(view), TS) if known else exp.select(
-        *(exp.column(k, quoted=True) for k in keys),
-        exp.alias_(utc(exp.column(view.timestamp.name, quoted=True), kind, dialect), TS,
-                   quoted=True),
-    ).from_(view_table(view))
+        *(exp.column(k, quoted=True) for k in keys), exp.alias_(event, TS, quoted=True),
+    ).from_(view_table(view)).where(exp.and_(*_spine_span(view, event.copy())))
     on = _keys_equal(view, "p", "f") + [
         exp.GTE(this=_col(TS, "p"), expression=_col(KNOWN if known else TS, "f"))]
     matched: exp.Expression = _col(TS, "f")
@@ -219,6 +219,21 @@ def _asof_match(by: list[str], join: ViewJoin, dialect: str, known: bool) -> exp
             join_type="ASOF LEFT",
         )
     )
+
+
+def _spine_span(view: FeatureView, event: exp.Expression) -> list[exp.Expression]:
+    """The view rows any spine row can match: event time at most the latest spine time and,
+    with a ttl, at least the earliest spine time minus the ttl. The ASOF join sorts only those
+    (a spine of last month against years of history sorts last month's rows); a row outside
+    would be matched by no spine row, or be too old for every one (the match is NULL alike)."""
+    spine_ts = _col(TS, "spine")
+    latest = exp.select(exp.Max(this=spine_ts)).from_(_table("spine")).subquery()
+    span = [exp.LTE(this=event, expression=latest)]
+    if view.ttl_seconds:
+        earliest = exp.select(exp.Min(this=spine_ts.copy())).from_(_table("spine")).subquery()
+        span.append(exp.GTE(this=event.copy(), expression=exp.Sub(
+            this=earliest, expression=_ttl_interval(view, QUIRKS["duckdb"]))))
+    return span
 
 
 def _asof_ctes(index: int, by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
@@ -353,10 +368,14 @@ def _tie_break(view: FeatureView, quirks: Quirks, table: str | None = "f",
 
 def _within_ttl(feature_ts: exp.Expression, view: FeatureView, quirks: Quirks) -> exp.Expression:
     """feature time >= spine time - ttl (inclusive)."""
+    return exp.GTE(this=feature_ts, expression=exp.Sub(this=_col(TS, "p"),
+                                                       expression=_ttl_interval(view, quirks)))
+
+
+def _ttl_interval(view: FeatureView, quirks: Quirks) -> exp.Interval:
     seconds = int(view.ttl_seconds or 0)
     amount = exp.Literal.number(seconds) if quirks.numeric_interval else exp.Literal.string(str(seconds))
-    interval = exp.Interval(this=amount, unit=exp.Var(this="SECOND"))
-    return exp.GTE(this=feature_ts, expression=exp.Sub(this=_col(TS, "p"), expression=interval))
+    return exp.Interval(this=amount, unit=exp.Var(this="SECOND"))
 
 
 def _keys_equal(view: FeatureView, left: str, right: str) -> list[exp.Expression]:

@@ -104,6 +104,12 @@ WITH "__dbt_features_spine" AS MATERIALIZED (
       "merchant_id",
       "feature_at" AS "__dbt_features_ts"
     FROM "db"."analytics"."merchant_risk"
+    WHERE
+      "feature_at" <= (
+        SELECT
+          MAX("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      )
   ) AS "f"
     ON "p"."merchant_id" = "f"."merchant_id"
     AND "p"."__dbt_features_ts" >= "f"."__dbt_features_ts"

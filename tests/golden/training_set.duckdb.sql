@@ -21,6 +21,17 @@ WITH "__dbt_features_spine" AS MATERIALIZED (
       "customer_id",
       "feature_at" AS "__dbt_features_ts"
     FROM "db"."analytics"."customer_spend"
+    WHERE
+      "feature_at" <= (
+        SELECT
+          MAX("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      )
+      AND "feature_at" >= (
+        SELECT
+          MIN("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      ) - INTERVAL '2592000' SECOND
   ) AS "f"
     ON "p"."customer_id" = "f"."customer_id"
     AND "p"."__dbt_features_ts" >= "f"."__dbt_features_ts"
@@ -82,6 +93,12 @@ WITH "__dbt_features_spine" AS MATERIALIZED (
       "merchant_id",
       "feature_at" AS "__dbt_features_ts"
     FROM "db"."analytics"."merchant_risk"
+    WHERE
+      "feature_at" <= (
+        SELECT
+          MAX("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      )
   ) AS "f"
     ON "p"."merchant_id" = "f"."merchant_id"
     AND "p"."__dbt_features_ts" >= "f"."__dbt_features_ts"

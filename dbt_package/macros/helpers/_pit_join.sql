@@ -19,6 +19,8 @@
     up to three times), and the tie-break keeps one. The tie-break (a window over every row) is
     skipped when no matched time held two rows, which shows as no more fetched rows than spine
     rows; keyed by join keys and time, the spine's duplicates share a key, so it always ranks.
+    The ASOF join sorts only the view rows some spine row can match (event time within the
+    spine's times, less the ttl: as dbt_features/pit.py's _spine_span).
     As known at, for a view with a created_timestamp, ASOF matches each row's known time (the
     later of its event and created times) and returns the greatest event time among the key's
     rows known by then (a running max), and the fetch keeps the rows known at the spine time
@@ -74,6 +76,10 @@
         select
             {{ (dbt_features._columns(view.join_keys) + [view_ts ~ ' as ' ~ ts]) | join(',\n            ') }}
         from {{ view.relation }}
+        where {{ view_ts }} <= (select max({{ ts }}) from {{ spine_cte }})
+        {%- if view.ttl %}
+            and {{ view_ts }} >= (select min({{ ts }}) from {{ spine_cte }}) - {{ dbt_features._interval_seconds(view.ttl) }}
+        {%- endif %}
     {%- endif %}
     ) as f
         on {{ (dbt_features._keys_equal(view.join_keys, 'p', 'f') + ['p.' ~ ts ~ ' >= f.' ~ (known_ts if known else ts)]) | join(' and ') }}

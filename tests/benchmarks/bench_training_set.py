@@ -28,6 +28,10 @@ round's raw run. Prints the ratios and checks the paired ones against the target
 <= 1.3x the raw time and peak memory, three views <= 1.3x the three raw joins (each of ours,
 sql, macro). CPU time (all threads, ``time.process_time``) is printed too: on a shared machine
 it moves less than wall time.
+
+``--recent 0.1`` keeps only the spine's latest tenth (by time: a training set of recent labels
+against the whole history) and times one view, raw against ours: the raw join sorts every view
+row, ours only those a spine row can match (``pit._spine_span``).
 """
 
 from __future__ import annotations
@@ -137,12 +141,12 @@ def write_statements(project: Path, workdir: Path) -> None:
     (workdir / "training.macro.sql").write_text(compiled.read_text())
 
 
-def child(kind: str, views: int, workdir: Path) -> None:
+def child(kind: str, views: int, workdir: Path, recent: float) -> None:
     """One measurement, in this (fresh) process; prints JSON."""
     import pyarrow.parquet as pq
 
     project = workdir / "bench_project"
-    spine = pq.read_table(workdir / "spine.parquet")
+    spine = recent_share(pq.read_table(workdir / "spine.parquet"), recent)
     names = VIEWS[:views]
     if kind == "ours":
         from dbt_features import FeatureStore
@@ -198,20 +202,35 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(kind: str, views: int, workdir: Path) -> dict[str, float]:
+def recent_share(spine, share: float):
+    """The spine rows in the latest ``share`` of its time span (all of them at 1)."""
+    import pyarrow.compute as pc
+
+    if share >= 1:
+        return spine
+    low, high = (v.value for v in pc.min_max(spine["label_ts"]).values())
+    cutoff = high - (high - low) * share
+    return spine.filter(pc.greater_equal(spine["label_ts"].cast("int64"), int(cutoff)))
+
+
+def measure(kind: str, views: int, workdir: Path, recent: float) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, "--child", kind, "--views", str(views),
-                          "--workdir", str(workdir)], check=True, capture_output=True, text=True)
+                          "--workdir", str(workdir), "--recent", str(recent)],
+                         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def report(runs: dict[tuple[str, int], list[dict[str, float]]], repeat: int) -> None:
+def report(runs: dict[tuple[str, int], list[dict[str, float]]], repeat: int,
+           kinds_by_views: dict[int, tuple[str, ...]], recent: float) -> None:
     """Medians per kind and their ratio; the target is checked on "paired", the median of each
     round's ratio, which a noisy neighbour slowing some rounds moves least."""
-    print(f"\n{N_SPINE:,} spine rows x {N_ROWS:,} feature rows per view "
+    spine = f"the latest {recent:.0%} of the {N_SPINE:,} spine rows' time span" if recent < 1 else (
+        f"{N_SPINE:,} spine rows")
+    print(f"\n{spine} x {N_ROWS:,} feature rows per view "
           f"({N_ENTITIES:,} entities, 5 float features); median of {repeat} rounds, and "
           "(paired) the median of each round's ratio to that round's raw run:")
     print(f"{'':42s}{'raw ASOF':>10s}{'ours':>8s}{'ratio':>7s}{'paired':>8s}  target (paired)")
-    for views, kinds in KINDS.items():
+    for views, kinds in kinds_by_views.items():
         raw = runs[("raw", views)]
         for kind in kinds[1:]:
             ours = runs[(kind, views)]
@@ -240,22 +259,26 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", choices=["raw", "ours", "sql", "macro"])
     parser.add_argument("--views", type=int, default=1)
+    parser.add_argument("--recent", type=float, default=1.0,
+                        help="keep the spine rows in this latest share of its time span "
+                             "(one view, raw against ours)")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.views, args.workdir)
+        child(args.child, args.views, args.workdir, args.recent)
         return
+    kinds_by_views = KINDS if args.recent >= 1 else {1: KINDS[1]}
     project = build(args.workdir)
     write_statements(project, args.workdir)
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
     for round_ in range(args.repeat):
-        for views, kinds in KINDS.items():
+        for views, kinds in kinds_by_views.items():
             start = round_ % len(kinds)
             for kind in kinds[start:] + kinds[:start]:
-                got = measure(kind, views, args.workdir)
+                got = measure(kind, views, args.workdir, args.recent)
                 runs.setdefault((kind, views), []).append(got)
                 print(f"  {kind:5s} {views} view(s): {got['seconds']:.2f} s "
                       f"(cpu {got['cpu']:.2f} s), peak RSS {got['peak_mb']:.0f} MB", flush=True)
-    report(runs, args.repeat)
+    report(runs, args.repeat, kinds_by_views, args.recent)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ the final select joins those CTEs to the spine and returns its rows in its order
 measured on DuckDB (see tests/benchmarks and docs/design.md):
 
 * DuckDB: an ``ASOF LEFT JOIN`` on the keys and timestamps alone finds the matched timestamp
-  (among the view rows within the spine's times, less the ttl: ``_spine_span``), an equi-join
+  (among the view rows within the spine's times, less the ttl: ``spine_span``), an equi-join
   fetches the view's rows at that timestamp, and ``QUALIFY ROW_NUMBER()`` breaks ties, only
   when some matched timestamp held several rows (more rows fetched than spine rows).
 * Every other dialect: ``LEFT JOIN`` on the keys and the time window, then ``ROW_NUMBER()`` in
@@ -199,7 +199,7 @@ def _asof_match(by: list[str], join: ViewJoin, dialect: str, known: bool) -> exp
     event = utc(exp.column(view.timestamp.name, quoted=True), kind, dialect)
     narrow = known_times(view, dialect, view_table(view), TS) if known else exp.select(
         *(exp.column(k, quoted=True) for k in keys), exp.alias_(event, TS, quoted=True),
-    ).from_(view_table(view)).where(exp.and_(*_spine_span(view, event.copy())))
+    ).from_(view_table(view)).where(exp.and_(*spine_span(view, event.copy(), QUIRKS["duckdb"])))
     on = _keys_equal(view, "p", "f") + [
         exp.GTE(this=_col(TS, "p"), expression=_col(KNOWN if known else TS, "f"))]
     matched: exp.Expression = _col(TS, "f")
@@ -221,18 +221,19 @@ def _asof_match(by: list[str], join: ViewJoin, dialect: str, known: bool) -> exp
     )
 
 
-def _spine_span(view: FeatureView, event: exp.Expression) -> list[exp.Expression]:
+def spine_span(view: FeatureView, event: exp.Expression, quirks: Quirks) -> list[exp.Expression]:
     """The view rows any spine row can match: event time at most the latest spine time and,
-    with a ttl, at least the earliest spine time minus the ttl. The ASOF join sorts only those
-    (a spine of last month against years of history sorts last month's rows); a row outside
-    would be matched by no spine row, or be too old for every one (the match is NULL alike)."""
+    with a ttl, at least the earliest spine time minus the ttl. Every form reads only those (a
+    spine of last month against years of history sorts, joins or carries last month's rows); a
+    row outside would be matched by no spine row, or be too old for every one (the result is
+    NULL alike)."""
     spine_ts = _col(TS, "spine")
     latest = exp.select(exp.Max(this=spine_ts)).from_(_table("spine")).subquery()
     span = [exp.LTE(this=event, expression=latest)]
     if view.ttl_seconds:
         earliest = exp.select(exp.Min(this=spine_ts.copy())).from_(_table("spine")).subquery()
         span.append(exp.GTE(this=event.copy(), expression=exp.Sub(
-            this=earliest, expression=_ttl_interval(view, QUIRKS["duckdb"]))))
+            this=earliest, expression=_ttl_interval(view, quirks))))
     return span
 
 
@@ -317,6 +318,7 @@ def _window_step(by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
         on.append(_within_ttl(f_ts.copy(), view, quirks))
     if known:
         on.append(known_at(view, dialect, "f", _col(TS, "p")))
+    on += spine_span(view, f_ts.copy(), quirks)
     rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(c, "p") for c in by],
                       order=exp.Order(expressions=recency_order(view, dialect, "f")))
     inner = (

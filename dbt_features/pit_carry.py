@@ -26,7 +26,7 @@ from typing import Sequence
 from sqlglot import exp
 
 from .pit import (PREFIX, ROW, TS, Quirks, Spine, ViewJoin, _alias, _col, _spine_select, _table,
-                  _tie_break, _within_ttl, quirks_for, view_table)
+                  _tie_break, _within_ttl, quirks_for, spine_span, view_table)
 from .registry import FeatureView
 from .timestamps import utc, view_timestamp_kind
 
@@ -82,7 +82,7 @@ def _step(source: str, columns: list[str], join: ViewJoin, dialect: str,
     carried = (
         exp.select(*(_col(c, "u") for c in columns), _col(SIDE, "u"),
                    exp.alias_(_carry(view, quirks, fields), HIT, quoted=True))
-        .from_(exp.alias_(_union(source, columns, join, dialect, fields).subquery(), "u",
+        .from_(exp.alias_(_union(source, columns, join, dialect, quirks, fields).subquery(), "u",
                           quoted=True))
     )
     hit = _col(HIT, "p")
@@ -100,10 +100,11 @@ def _step(source: str, columns: list[str], join: ViewJoin, dialect: str,
     )
 
 
-def _union(source: str, columns: list[str], join: ViewJoin, dialect: str,
+def _union(source: str, columns: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
            fields: dict[str, str]) -> exp.Union:
     """The spine's rows (no view row: NULL) and the view's rows (no spine columns but its keys
-    and time: NULL), with the side each comes from."""
+    and time: NULL; those some spine row can match: ``pit.spine_span``), with the side each
+    comes from."""
     view = join.view
     keys = [k.name for k in view.entity.join_keys]
     f_ts = utc(_col(view.timestamp.name, "f"), view_timestamp_kind(view, dialect), dialect)
@@ -121,7 +122,8 @@ def _union(source: str, columns: list[str], join: ViewJoin, dialect: str,
                    exp.alias_(row, HIT, quoted=True))
         .from_(exp.alias_(view_table(view), "f", quoted=True))
         .where(exp.and_(*(exp.Not(this=exp.Is(this=e.copy(), expression=exp.Null()))
-                          for e in [*(_col(k, "f") for k in keys), f_ts])))
+                          for e in [*(_col(k, "f") for k in keys), f_ts]),
+                        *spine_span(view, f_ts.copy(), quirks)))
     )
     return exp.union(spine_rows, view_rows, distinct=False)
 

@@ -32,6 +32,16 @@ WITH `__dbt_features_spine` AS (
         `f`.`computed_at` IS NULL
         OR CAST(TIMESTAMP(DATETIME(`f`.`computed_at`, 'UTC')) AS DATETIME) <= `p`.`__dbt_features_ts`
       )
+      AND CAST(TIMESTAMP(DATETIME(`f`.`feature_at`, 'UTC')) AS DATETIME) <= (
+        SELECT
+          MAX(`__dbt_features_spine`.`__dbt_features_ts`)
+        FROM `__dbt_features_spine`
+      )
+      AND CAST(TIMESTAMP(DATETIME(`f`.`feature_at`, 'UTC')) AS DATETIME) >= (
+        SELECT
+          MIN(`__dbt_features_spine`.`__dbt_features_ts`)
+        FROM `__dbt_features_spine`
+      ) - INTERVAL 2592000 SECOND
   ) AS `r`
   WHERE
     `r`.`__dbt_features_rn` = 1
@@ -53,6 +63,11 @@ WITH `__dbt_features_spine` AS (
     LEFT JOIN `db`.`analytics`.`merchant_risk` AS `f`
       ON `p`.`merchant_id` = `f`.`merchant_id`
       AND CAST(TIMESTAMP(DATETIME(`f`.`feature_at`, 'UTC')) AS DATETIME) <= `p`.`__dbt_features_ts`
+      AND CAST(TIMESTAMP(DATETIME(`f`.`feature_at`, 'UTC')) AS DATETIME) <= (
+        SELECT
+          MAX(`__dbt_features_spine`.`__dbt_features_ts`)
+        FROM `__dbt_features_spine`
+      )
   ) AS `r`
   WHERE
     `r`.`__dbt_features_rn` = 1

@@ -30,6 +30,16 @@ WITH "__dbt_features_spine" AS MATERIALIZED (
         "f"."computed_at" IS NULL
         OR CAST("f"."computed_at" AT TIME ZONE 'UTC' AS TIMESTAMP) <= "p"."__dbt_features_ts"
       )
+      AND "f"."feature_at" <= (
+        SELECT
+          MAX("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      )
+      AND "f"."feature_at" >= (
+        SELECT
+          MIN("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      ) - INTERVAL '2592000 SECOND'
   ) AS "r"
   WHERE
     "r"."__dbt_features_rn" = 1
@@ -49,6 +59,11 @@ WITH "__dbt_features_spine" AS MATERIALIZED (
     LEFT JOIN "db"."analytics"."merchant_risk" AS "f"
       ON "p"."merchant_id" = "f"."merchant_id"
       AND "f"."feature_at" <= "p"."__dbt_features_ts"
+      AND "f"."feature_at" <= (
+        SELECT
+          MAX("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      )
   ) AS "r"
   WHERE
     "r"."__dbt_features_rn" = 1

@@ -31,6 +31,16 @@ WITH `__dbt_features_spine` AS (
       AND (
         `f`.`computed_at` IS NULL OR `f`.`computed_at` <= `p`.`__dbt_features_ts`
       )
+      AND `f`.`feature_at` <= (
+        SELECT
+          MAX(`__dbt_features_spine`.`__dbt_features_ts`)
+        FROM `__dbt_features_spine`
+      )
+      AND `f`.`feature_at` >= (
+        SELECT
+          MIN(`__dbt_features_spine`.`__dbt_features_ts`)
+        FROM `__dbt_features_spine`
+      ) - INTERVAL '2592000' SECOND
   ) AS `r`
   WHERE
     `r`.`__dbt_features_rn` = 1
@@ -52,6 +62,11 @@ WITH `__dbt_features_spine` AS (
     LEFT JOIN `db`.`analytics`.`merchant_risk` AS `f`
       ON `p`.`merchant_id` = `f`.`merchant_id`
       AND `f`.`feature_at` <= `p`.`__dbt_features_ts`
+      AND `f`.`feature_at` <= (
+        SELECT
+          MAX(`__dbt_features_spine`.`__dbt_features_ts`)
+        FROM `__dbt_features_spine`
+      )
   ) AS `r`
   WHERE
     `r`.`__dbt_features_rn` = 1

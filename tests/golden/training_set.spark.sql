@@ -60,7 +60,18 @@ WITH `__dbt_features_spine` AS (
         ) AS `__dbt_features_hit`
       FROM `db`.`analytics`.`customer_spend` AS `f`
       WHERE
-        NOT `f`.`customer_id` IS NULL AND NOT `f`.`feature_at` IS NULL
+        NOT `f`.`customer_id` IS NULL
+        AND NOT `f`.`feature_at` IS NULL
+        AND `f`.`feature_at` <= (
+          SELECT
+            MAX(`__dbt_features_spine`.`__dbt_features_ts`)
+          FROM `__dbt_features_spine`
+        )
+        AND `f`.`feature_at` >= (
+          SELECT
+            MIN(`__dbt_features_spine`.`__dbt_features_ts`)
+          FROM `__dbt_features_spine`
+        ) - INTERVAL '2592000' SECOND
     ) AS `u`
   ) AS `p`
   WHERE
@@ -115,7 +126,13 @@ WITH `__dbt_features_spine` AS (
         STRUCT(`f`.`feature_at` AS `t`, `f`.`fraud_rate` AS `v0`) AS `__dbt_features_hit`
       FROM `db`.`analytics`.`merchant_risk` AS `f`
       WHERE
-        NOT `f`.`merchant_id` IS NULL AND NOT `f`.`feature_at` IS NULL
+        NOT `f`.`merchant_id` IS NULL
+        AND NOT `f`.`feature_at` IS NULL
+        AND `f`.`feature_at` <= (
+          SELECT
+            MAX(`__dbt_features_spine`.`__dbt_features_ts`)
+          FROM `__dbt_features_spine`
+        )
     ) AS `u`
   ) AS `p`
   WHERE

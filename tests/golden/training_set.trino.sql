@@ -28,6 +28,16 @@ WITH "__dbt_features_spine" AS (
       ON "p"."customer_id" = "f"."customer_id"
       AND "f"."feature_at" <= "p"."__dbt_features_ts"
       AND "f"."feature_at" >= "p"."__dbt_features_ts" - INTERVAL '2592000' SECOND
+      AND "f"."feature_at" <= (
+        SELECT
+          MAX("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      )
+      AND "f"."feature_at" >= (
+        SELECT
+          MIN("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      ) - INTERVAL '2592000' SECOND
   ) AS "r"
   WHERE
     "r"."__dbt_features_rn" = 1
@@ -49,6 +59,11 @@ WITH "__dbt_features_spine" AS (
     LEFT JOIN "db"."analytics"."merchant_risk" AS "f"
       ON "p"."merchant_id" = "f"."merchant_id"
       AND "f"."feature_at" <= "p"."__dbt_features_ts"
+      AND "f"."feature_at" <= (
+        SELECT
+          MAX("__dbt_features_spine"."__dbt_features_ts")
+        FROM "__dbt_features_spine"
+      )
   ) AS "r"
   WHERE
     "r"."__dbt_features_rn" = 1

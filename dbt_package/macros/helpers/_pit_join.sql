@@ -20,7 +20,7 @@
     skipped when no matched time held two rows, which shows as no more fetched rows than spine
     rows; keyed by join keys and time, the spine's duplicates share a key, so it always ranks.
     The ASOF join sorts only the view rows some spine row can match (event time within the
-    spine's times, less the ttl: as dbt_features/pit.py's _spine_span).
+    spine's times, less the ttl: as dbt_features/pit.py's spine_span).
     As known at, for a view with a created_timestamp, ASOF matches each row's known time (the
     later of its event and created times) and returns the greatest event time among the key's
     rows known by then (a running max), and the fetch keeps the rows known at the spine time

@@ -17,7 +17,8 @@ rounds then REPEAT rounds, the order of the sides alternating:
   checked equal (sorted, the same feature values).
 * sync: ``sync_view(..., full_refresh=True)`` into the local Redis (127.0.0.1:6379, a private
   key prefix, deleted afterwards) against the same latest-per-entity query (the library's SQL)
-  read raw, by ``toLocalIterator()`` in batches and by ``toArrow()``, plus the same Redis writes
+  read raw, by ``toLocalIterator()`` in batches, by Spark's local iterator over Arrow batches
+  (a partition at a time, as the sync streams) and by ``toArrow()``, plus the same Redis writes
   (the same buckets, fields and blobs, hiredis-packed ``HSET`` + ``PEXPIREAT`` on one
   connection, built outside the timing).
 
@@ -229,6 +230,12 @@ def bench_sync(store: Any, spark: Any, repeat: int) -> None:
             batches.append(pa.Table.from_pylist([r.asDict() for r in chunk]))
         return pa.concat_tables(batches).select(names)
 
+    def arrow_stream() -> Any:
+        """Spark's local iterator over Arrow batches (a partition at a time), as the sync reads."""
+        from dbt_features.spark_read import frame_batches
+
+        return pa.Table.from_batches(list(frame_batches(frame(), 100_000)))
+
     payload = raw_payload(store, view, frame().toArrow())
 
     def with_writes(read: Callable[[], Any]) -> Callable[[], int]:
@@ -245,6 +252,7 @@ def bench_sync(store: Any, spark: Any, repeat: int) -> None:
     checks = {"digest + entities, toArrow()": digest_query(view, "spark", now, None, entities=True)}
     sides = {"sync_view (full refresh)": ours,
              "raw toLocalIterator + HSET": with_writes(local_iterator),
+             "raw Arrow local iterator + HSET": with_writes(arrow_stream),
              "raw toArrow + HSET": with_writes(lambda: frame().toArrow()),
              **{name: (lambda q=q: spark.sql(q).toArrow().num_rows) for name, q in checks.items()}}
     times, results = rounds(sides, repeat)

@@ -31,7 +31,7 @@ it moves less than wall time.
 
 ``--recent 0.1`` keeps only the spine's latest tenth (by time: a training set of recent labels
 against the whole history) and times one view, raw against ours: the raw join sorts every view
-row, ours only those a spine row can match (``pit._spine_span``).
+row, ours only those a spine row can match (``pit.spine_span``).
 """
 
 from __future__ import annotations

@@ -76,10 +76,7 @@
         select
             {{ (dbt_features._columns(view.join_keys) + [view_ts ~ ' as ' ~ ts]) | join(',\n            ') }}
         from {{ view.relation }}
-        where {{ view_ts }} <= (select max({{ ts }}) from {{ spine_cte }})
-        {%- if view.ttl %}
-            and {{ view_ts }} >= (select min({{ ts }}) from {{ spine_cte }}) - {{ dbt_features._interval_seconds(view.ttl) }}
-        {%- endif %}
+        where {{ dbt_features._spine_span(view_ts, spine_cte, view) }}
     {%- endif %}
     ) as f
         on {{ (dbt_features._keys_equal(view.join_keys, 'p', 'f') + ['p.' ~ ts ~ ' >= f.' ~ (known_ts if known else ts)]) | join(' and ') }}

@@ -25,11 +25,7 @@
             {%- if as_known_at and view.created %}
             and {{ dbt_features._known_at(view, 'f', spine_ts) }}
             {%- endif %}
-            {#- only the view rows some spine row can match (as dbt_features/pit.py's spine_span) #}
-            and {{ f_ts }} <= (select max({{ adapter.quote(dbt_features._internal_name('ts')) }}) from {{ spine_cte }})
-            {%- if view.ttl %}
-            and {{ f_ts }} >= (select min({{ adapter.quote(dbt_features._internal_name('ts')) }}) from {{ spine_cte }}) - {{ dbt_features._interval_seconds(view.ttl) }}
-            {%- endif %}
+            and {{ dbt_features._spine_span(f_ts, spine_cte, view) }}
     ) as r
     where r.{{ adapter.quote(dbt_features._internal_name('rn')) }} = 1
 )

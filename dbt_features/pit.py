@@ -12,10 +12,12 @@ Each view is joined to the spine on its own, in a CTE of that view's features pe
 the final select joins those CTEs to the spine and returns its rows in its order. Per view, as
 measured on DuckDB (see tests/benchmarks and docs/design.md):
 
-* DuckDB: an ``ASOF LEFT JOIN`` on the keys and timestamps alone finds the matched timestamp
-  (among the view rows within the spine's times, less the ttl: ``spine_span``), an equi-join
-  fetches the view's rows at that timestamp, and ``QUALIFY ROW_NUMBER()`` breaks ties, only
-  when some matched timestamp held several rows (more rows fetched than spine rows).
+* DuckDB (``pit_asof``): an ``ASOF LEFT JOIN`` on the keys and timestamps alone finds the
+  matched timestamp (among the view rows within the spine's times, less the ttl:
+  ``spine_span``; or, for the Python path where few view rows share a key, a hash join:
+  ``pit_hash``), an equi-join fetches the view's rows at that timestamp, and ``QUALIFY
+  ROW_NUMBER()`` breaks ties, only when some matched timestamp held several rows (more rows
+  fetched than spine rows).
 * Every other dialect: ``LEFT JOIN`` on the keys and the time window, then ``ROW_NUMBER()`` in
   a subquery (portable to PostgreSQL, Snowflake, BigQuery, Spark and Trino alike).
 * Spark (``Quirks.carry_forward``, measured on Spark) unless ``as_known_at``: one sort of spine
@@ -39,7 +41,7 @@ from sqlglot import exp
 from .errors import UsageError
 from .registry import FeatureView
 from .relation import Relation
-from .pit_known import KNOWN, known_at, known_times
+from .pit_known import known_at
 from .timestamps import utc, view_timestamp_kind
 
 PREFIX = "__dbt_features_"
@@ -96,7 +98,7 @@ class ViewJoin:
 
 def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *,
                         tie_break: bool = True, ordered: bool = True,
-                        as_known_at: bool = False) -> exp.Select:
+                        as_known_at: bool = False, hash_match: bool = False) -> exp.Select:
     """The whole training-set query: spine columns, then each requested feature, in spine order.
 
     ``as_known_at``: a row of a view with a ``created_timestamp`` is a candidate only if it was
@@ -106,7 +108,9 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     out the ``QUALIFY`` of the ASOF shape, so a spine row whose matched time holds several rows
     comes back several times (the caller sees more rows than spine rows and runs the query
     again with it). ``ordered=False`` returns the rows unsorted, their sort key first: the row
-    number (or, in the carry-forward form, maybe the spine time: ``pit_carry``)."""
+    number (or, in the carry-forward form, maybe the spine time: ``pit_carry``).
+    ``hash_match``: on DuckDB, each view's times matched by a hash join, not ASOF (``pit_hash``;
+    the same result)."""
     quirks = quirks_for(dialect)
     known_any = as_known_at and any(j.view.created_timestamp is not None for j in joins)
     if quirks.carry_forward and not known_any:  # as known at: a condition on each row pair
@@ -127,7 +131,10 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
         by = [ROW] if by_row else [*(k.name for k in join.view.entity.join_keys), TS]
         known = as_known_at and join.view.created_timestamp is not None
         if quirks.asof:
-            ctes += _asof_ctes(index, by, join, dialect, quirks, tie_break, known)
+            from .pit_asof import asof_ctes  # built of this module's pieces
+
+            ctes += asof_ctes(index, by, join, dialect, quirks, tie_break, known,
+                              hash_match and not known)
         else:
             ctes.append(exp.CTE(this=_window_step(by, join, dialect, quirks, known),
                                 alias=_alias(f"view_{index}")))
@@ -190,37 +197,6 @@ def _spine_select(spine: Spine, carried: list[str], quirks: Quirks, dialect: str
     ).from_(spine.table.copy())
 
 
-def _asof_match(by: list[str], join: ViewJoin, dialect: str, known: bool) -> exp.Select:
-    """DuckDB: the matched event time of each spine row (NULL when none, or older than ttl);
-    ``known``: matched on rows' known times, carrying the spine time (see ``pit_known``)."""
-    view = join.view
-    kind = view_timestamp_kind(view, dialect)
-    keys = [k.name for k in view.entity.join_keys]
-    event = utc(exp.column(view.timestamp.name, quoted=True), kind, dialect)
-    narrow = known_times(view, dialect, view_table(view), TS) if known else exp.select(
-        *(exp.column(k, quoted=True) for k in keys), exp.alias_(event, TS, quoted=True),
-    ).from_(view_table(view)).where(exp.and_(*spine_span(view, event.copy(), QUIRKS["duckdb"])))
-    on = _keys_equal(view, "p", "f") + [
-        exp.GTE(this=_col(TS, "p"), expression=_col(KNOWN if known else TS, "f"))]
-    matched: exp.Expression = _col(TS, "f")
-    carried = [TS] if known else []  # the fetch checks created times against it
-    if view.ttl_seconds:
-        matched = exp.Case(
-            ifs=[exp.If(this=_within_ttl(_col(TS, "f"), view, QUIRKS["duckdb"]),
-                        true=_col(TS, "f"))]
-        )
-    return (
-        exp.select(*(_col(c, "p") for c in dict.fromkeys([*by, *keys, *carried])),
-                   exp.alias_(matched, MATCH, quoted=True))
-        .from_(exp.alias_(_table("spine"), "p", quoted=True))
-        .join(
-            exp.alias_(narrow.subquery(), "f", quoted=True),
-            on=exp.and_(*on),
-            join_type="ASOF LEFT",
-        )
-    )
-
-
 def spine_span(view: FeatureView, event: exp.Expression, quirks: Quirks) -> list[exp.Expression]:
     """The view rows any spine row can match: event time at most the latest spine time and,
     with a ttl, at least the earliest spine time minus the ttl. Every form reads only those (a
@@ -235,75 +211,6 @@ def spine_span(view: FeatureView, event: exp.Expression, quirks: Quirks) -> list
         span.append(exp.GTE(this=event.copy(), expression=exp.Sub(
             this=earliest, expression=_ttl_interval(view, quirks))))
     return span
-
-
-def _asof_ctes(index: int, by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
-               tie_break: bool, known: bool = False) -> list[exp.CTE]:
-    """DuckDB: match_N (the matched time of each spine row), fetch_N (the view's rows at that
-    time; materialized, as it is read three times) and view_N (one row per spine row)."""
-    match, fetch, view = (f"{name}_{index}" for name in ("match", "fetch", "view"))
-    ctes = [exp.CTE(this=_asof_match(by, join, dialect, known), alias=_alias(match))]
-    if not tie_break:
-        return [*ctes, exp.CTE(this=_asof_fetch(match, by, join, dialect, known=known),
-                               alias=_alias(view))]
-    ties = _tie_columns(join)
-    return [*ctes,
-            exp.CTE(this=_asof_fetch(match, by, join, dialect, ties, known), alias=_alias(fetch),
-                    materialized=True),
-            exp.CTE(this=_asof_rank(fetch, by, join, quirks, ties), alias=_alias(view))]
-
-
-def _asof_fetch(match: str, by: list[str], join: ViewJoin, dialect: str,
-                ties: dict[str, str] | None = None, known: bool = False) -> exp.Select:
-    """DuckDB: the view's rows at the matched time (``known``: those known at the spine time),
-    with the tie-break columns (``ties``: view column -> name here) not asked for."""
-    view = join.view
-    kind = view_timestamp_kind(view, dialect)
-    f_ts = utc(_col(view.timestamp.name, "f"), kind, dialect)
-    on = _keys_equal(view, "m", "f") + [exp.EQ(this=_col(MATCH, "m"), expression=f_ts)]
-    if known:
-        on.append(known_at(view, dialect, "f", _col(TS, "m")))
-    outputs = dict(join.outputs)
-    extra = [(column, name) for column, name in (ties or {}).items() if outputs.get(column) != name]
-    return (
-        exp.select(
-            *(_col(c, "m") for c in by),
-            *(exp.alias_(_col(column, "f"), name, quoted=True)
-              for column, name in [*join.outputs, *extra]),
-        )
-        .from_(exp.alias_(_table(match), "m", quoted=True))
-        .join(exp.alias_(view_table(view), "f", quoted=True), on=exp.and_(*on), join_type="LEFT")
-    )
-
-
-def _asof_rank(fetch: str, by: list[str], join: ViewJoin, quirks: Quirks,
-               ties: dict[str, str]) -> exp.Query:
-    """DuckDB: one row per spine row. A matched time holding several rows shows as more fetched
-    rows than spine rows; without such ties the fetched rows are the result and the ranking (a
-    window over every row: a third of the query's cost above the raw joins) is skipped. Keyed
-    by join keys and time, the spine's duplicates share a key, so there it always ranks."""
-    rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(c, None) for c in by],
-                      order=exp.Order(expressions=_tie_break(join.view, quirks, None, ties)))
-    names = [*by, *(out for _, out in join.outputs)]
-    kept = exp.select(*(_col(c, None) for c in names)).from_(_table(fetch))
-    ranked = kept.qualify(exp.EQ(this=rank, expression=exp.Literal.number(1)))
-    if by != [ROW]:
-        return ranked
-    fetched, spine = (exp.select(exp.Count(this=exp.Star())).from_(_table(cte)).subquery()
-                      for cte in (fetch, "spine"))
-    return exp.union(kept.where(exp.LTE(this=fetched, expression=spine)),
-                     ranked.where(exp.GT(this=fetched.copy(), expression=spine.copy())),
-                     distinct=False)
-
-
-def _tie_columns(join: ViewJoin) -> dict[str, str]:
-    """The tie-break's columns (created time, every feature) and their names once fetched: a
-    requested feature's output name, otherwise an internal name."""
-    view = join.view
-    columns = [c.name for c in (view.created_timestamp,) if c is not None]
-    columns += [f.name for f in view.features]
-    outputs = dict(join.outputs)
-    return {c: outputs.get(c, f"{PREFIX}tie_{i}") for i, c in enumerate(columns)}
 
 
 def _window_step(by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,

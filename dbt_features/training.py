@@ -20,7 +20,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from . import pit, timestamps
+from . import pit, pit_hash, timestamps
 from .definition import closest
 from .errors import DefinitionError, UsageError, WarehouseValueError
 from .registry import Feature, FeatureView, Registry
@@ -193,12 +193,14 @@ def _features_of(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int,
     returns one row per spine row (no matched time holds two rows); otherwise it is run again
     with the tie-break."""
     here = wh.dialect in SORTED_HERE
+    known = as_known_at and join.view.created_timestamp is not None
+    hashed = not known and pit_hash.pays(wh, spine, join, n)
     query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect, tie_break=False,
-                           as_known_at=as_known_at, ordered=not here)
+                           as_known_at=as_known_at, ordered=not here, hash_match=hashed)
     found = _fetch(wh, pit.to_sql(query, wh.dialect), [join], here)
     if found.num_rows != n:
         query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect,
-                               as_known_at=as_known_at, ordered=not here)
+                               as_known_at=as_known_at, ordered=not here, hash_match=hashed)
         found = _fetch(wh, pit.to_sql(query, wh.dialect), [join], here)
     if found.num_rows != n:  # pragma: no cover - would be a bug of ours
         raise AssertionError(f"{found.num_rows} feature rows for {n} spine rows")

@@ -59,6 +59,12 @@ def _training_as_known_at(dialect: str) -> str:
     return _training(dialect, as_known_at=True)
 
 
+def _training_hash_match(dialect: str) -> str:
+    """DuckDB, each view's times matched by a hash join (``pit_hash``), as chosen for a spine
+    with few candidate rows."""
+    return _training(dialect, hash_match=True)
+
+
 def _sync(dialect: str) -> str:
     since = Boundary(NOW.replace(hour=6), datetime(2026, 5, 1, 5, 30, tzinfo=timezone.utc),
                      NOW.replace(hour=6) - timedelta(days=30))
@@ -73,6 +79,7 @@ def _sync(dialect: str) -> str:
 
 CASES = [(f"training_set.{d}.sql", _training, d) for d in pit.DIALECTS] + [
     (f"training_set.as_known_at.{d}.sql", _training_as_known_at, d) for d in pit.DIALECTS] + [
+    ("training_set.hash_match.duckdb.sql", _training_hash_match, "duckdb")] + [
     (f"sync.{d}.sql", _sync, d) for d in ("duckdb", "postgres")]
 
 

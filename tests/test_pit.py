@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from dbt_features import pit, timestamps
+from dbt_features import pit, pit_hash, timestamps
 from dbt_features.errors import UsageError
 from dbt_features.training import get_training_set
 from dbt_features.warehouse import Relation
@@ -158,8 +158,11 @@ def check(s: dict[str, Any], registry_views: list[ViewData], spine: pa.Table, di
     registry = make_registry([v.view for v in registry_views], dialect)
     expected = expected_for(s, registry_views, spine)
     known = s.get("as_known_at", False)
-    got = get_training_set(registry, warehouse, spine, s["request"], as_known_at=known)
-    assert got.to_pylist() == expected  # same rows, same order, spine columns untouched
+    # On DuckDB each view is matched by ASOF or by a hash join (``pit_hash``), as it pays: both.
+    for hashed in ((False, True) if dialect == "duckdb" else (None,)):
+        with matched_by_hash(hashed):
+            got = get_training_set(registry, warehouse, spine, s["request"], as_known_at=known)
+        assert got.to_pylist() == expected  # same rows, same order, spine columns untouched
     in_warehouse = get_training_set(registry, warehouse, spine_relation, s["request"],
                                     as_known_at=known)
     assert unordered(in_warehouse.to_pylist()) == unordered(expected)
@@ -167,6 +170,18 @@ def check(s: dict[str, Any], registry_views: list[ViewData], spine: pa.Table, di
         keyed = get_training_set(registry, warehouse, spine_relation, s["request"],
                                  as_known_at=known)
     assert unordered(keyed.to_pylist()) == unordered(expected)
+
+
+@contextmanager
+def matched_by_hash(hashed: bool | None) -> Iterator[None]:
+    """``pit_hash.pays`` answering ``hashed`` (None: as it decides)."""
+    saved = pit_hash.pays
+    if hashed is not None:
+        pit_hash.pays = lambda *args: hashed
+    try:
+        yield
+    finally:
+        pit_hash.pays = saved
 
 
 @contextmanager
@@ -233,9 +248,11 @@ def test_equal_timestamps_without_created_pick_greatest_values(duck_file: Path) 
          "zone": None, "request": ["fb:*"]}
     views, tables, spine = build(s, "main")
     write_duckdb(duck_file, tables)
-    got = get_training_set(make_registry([v.view for v in views], "duckdb"),
-                           lambda: duckdb_warehouse(duck_file), spine, ["fb:*"])
-    assert got.to_pylist()[0]["fb_str"] == "é" and got.to_pylist()[0]["fb_flag"] is None
+    for hashed in (False, True):
+        with matched_by_hash(hashed):
+            got = get_training_set(make_registry([v.view for v in views], "duckdb"),
+                                   lambda: duckdb_warehouse(duck_file), spine, ["fb:*"])
+        assert got.to_pylist()[0]["fb_str"] == "é" and got.to_pylist()[0]["fb_flag"] is None
 
 
 def test_ttl_bounds_are_inclusive(duck_file: Path) -> None:
@@ -244,10 +261,13 @@ def test_ttl_bounds_are_inclusive(duck_file: Path) -> None:
          "ttl_a": 3600, "ttl_b": None, "zone": None, "request": ["fa:fa_int", "fa:fa_dbl"]}
     views, tables, spine = build(s, "main")
     write_duckdb(duck_file, tables)
-    got = get_training_set(make_registry([v.view for v in views], "duckdb"),
-                           lambda: duckdb_warehouse(duck_file), spine, s["request"])
-    # at the feature's own time, exactly ttl later, and just past it; a NULL value is a value.
-    assert [(r["fa_int"], r["fa_dbl"]) for r in got.to_pylist()] == [(7, None), (7, None), (None, None)]
+    for hashed in (False, True):
+        with matched_by_hash(hashed):
+            got = get_training_set(make_registry([v.view for v in views], "duckdb"),
+                                   lambda: duckdb_warehouse(duck_file), spine, s["request"])
+        # at the feature's own time, exactly ttl later, and just past it; a NULL value is a value.
+        assert [(r["fa_int"], r["fa_dbl"]) for r in got.to_pylist()] == [
+            (7, None), (7, None), (None, None)]
 
 
 # -- the SQL in every dialect ------------------------------------------------------------------

@@ -31,7 +31,10 @@ it moves less than wall time.
 
 ``--recent 0.1`` keeps only the spine's latest tenth (by time: a training set of recent labels
 against the whole history) and times one view, raw against ours: the raw join sorts every view
-row, ours only those a spine row can match (``pit.spine_span``).
+row, ours only those a spine row can match (``pit.spine_span``). ``--sample 0.01`` keeps every
+hundredth spine row (a small spine over the whole history, every entity) and times one view,
+raw against ours: the raw join sorts every view row, ours matches by a hash join where the
+candidate pairs are few (``pit_hash``).
 """
 
 from __future__ import annotations
@@ -141,12 +144,12 @@ def write_statements(project: Path, workdir: Path) -> None:
     (workdir / "training.macro.sql").write_text(compiled.read_text())
 
 
-def child(kind: str, views: int, workdir: Path, recent: float) -> None:
+def child(kind: str, views: int, workdir: Path, recent: float, sample: float) -> None:
     """One measurement, in this (fresh) process; prints JSON."""
     import pyarrow.parquet as pq
 
     project = workdir / "bench_project"
-    spine = recent_share(pq.read_table(workdir / "spine.parquet"), recent)
+    spine = sampled(recent_share(pq.read_table(workdir / "spine.parquet"), recent), sample)
     names = VIEWS[:views]
     if kind == "ours":
         from dbt_features import FeatureStore
@@ -213,19 +216,28 @@ def recent_share(spine, share: float):
     return spine.filter(pc.greater_equal(spine["label_ts"].cast("int64"), int(cutoff)))
 
 
-def measure(kind: str, views: int, workdir: Path, recent: float) -> dict[str, float]:
+def sampled(spine, share: float):
+    """Every (1/``share``)-th spine row (all of them at 1)."""
+    return spine if share >= 1 else spine.take(list(range(0, spine.num_rows, round(1 / share))))
+
+
+def measure(kind: str, views: int, workdir: Path, recent: float,
+            sample: float) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, "--child", kind, "--views", str(views),
-                          "--workdir", str(workdir), "--recent", str(recent)],
+                          "--workdir", str(workdir), "--recent", str(recent),
+                          "--sample", str(sample)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def report(runs: dict[tuple[str, int], list[dict[str, float]]], repeat: int,
-           kinds_by_views: dict[int, tuple[str, ...]], recent: float) -> None:
+           kinds_by_views: dict[int, tuple[str, ...]], recent: float, sample: float) -> None:
     """Medians per kind and their ratio; the target is checked on "paired", the median of each
     round's ratio, which a noisy neighbour slowing some rounds moves least."""
     spine = f"the latest {recent:.0%} of the {N_SPINE:,} spine rows' time span" if recent < 1 else (
         f"{N_SPINE:,} spine rows")
+    if sample < 1:
+        spine = f"every {round(1 / sample)}th of {spine}"
     print(f"\n{spine} x {N_ROWS:,} feature rows per view "
           f"({N_ENTITIES:,} entities, 5 float features); median of {repeat} rounds, and "
           "(paired) the median of each round's ratio to that round's raw run:")
@@ -262,11 +274,14 @@ def main() -> None:
     parser.add_argument("--recent", type=float, default=1.0,
                         help="keep the spine rows in this latest share of its time span "
                              "(one view, raw against ours)")
+    parser.add_argument("--sample", type=float, default=1.0,
+                        help="keep this share of the spine rows, spread over it (one view, raw "
+                             "against ours)")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.views, args.workdir, args.recent)
+        child(args.child, args.views, args.workdir, args.recent, args.sample)
         return
-    kinds_by_views = KINDS if args.recent >= 1 else {1: KINDS[1]}
+    kinds_by_views = KINDS if min(args.recent, args.sample) >= 1 else {1: KINDS[1]}
     project = build(args.workdir)
     write_statements(project, args.workdir)
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
@@ -274,11 +289,11 @@ def main() -> None:
         for views, kinds in kinds_by_views.items():
             start = round_ % len(kinds)
             for kind in kinds[start:] + kinds[:start]:
-                got = measure(kind, views, args.workdir, args.recent)
+                got = measure(kind, views, args.workdir, args.recent, args.sample)
                 runs.setdefault((kind, views), []).append(got)
                 print(f"  {kind:5s} {views} view(s): {got['seconds']:.2f} s "
                       f"(cpu {got['cpu']:.2f} s), peak RSS {got['peak_mb']:.0f} MB", flush=True)
-    report(runs, args.repeat, kinds_by_views, args.recent)
+    report(runs, args.repeat, kinds_by_views, args.recent, args.sample)
 
 
 if __name__ == "__main__":

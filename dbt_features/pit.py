@@ -213,6 +213,17 @@ def spine_span(view: FeatureView, event: exp.Expression, quirks: Quirks) -> list
     return span
 
 
+def span_rows(view: FeatureView, dialect: str) -> exp.Select:
+    """The view's keys and event time (as ``TS``, naive UTC) of the rows within the spine's
+    span (``spine_span``): what a form matching on keys and time alone reads."""
+    event = utc(exp.column(view.timestamp.name, quoted=True), view_timestamp_kind(view, dialect),
+                dialect)
+    return exp.select(
+        *(exp.column(k.name, quoted=True) for k in view.entity.join_keys),
+        exp.alias_(event, TS, quoted=True),
+    ).from_(view_table(view)).where(exp.and_(*spine_span(view, event.copy(), quirks_for(dialect))))
+
+
 def _window_step(by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
                  known: bool = False) -> exp.Select:
     """Portable: join every row in the time window (``known``: and known at the spine time),

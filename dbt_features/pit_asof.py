@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from .pit import (MATCH, PREFIX, QUIRKS, ROW, TS, Quirks, ViewJoin, _alias, _col, _keys_equal,
-                  _table, _tie_break, _within_ttl, spine_span, view_table)
+                  _table, _tie_break, _within_ttl, span_rows, view_table)
 from .pit_hash import hash_match
 from .pit_known import KNOWN, known_at, known_times
 from .timestamps import utc, view_timestamp_kind
@@ -93,12 +93,9 @@ def _asof_match(by: list[str], join: ViewJoin, dialect: str, known: bool) -> exp
     """DuckDB: the matched event time of each spine row (NULL when none, or older than ttl);
     ``known``: matched on rows' known times, carrying the spine time (see ``pit_known``)."""
     view = join.view
-    kind = view_timestamp_kind(view, dialect)
     keys = [k.name for k in view.entity.join_keys]
-    event = utc(exp.column(view.timestamp.name, quoted=True), kind, dialect)
-    narrow = known_times(view, dialect, view_table(view), TS) if known else exp.select(
-        *(exp.column(k, quoted=True) for k in keys), exp.alias_(event, TS, quoted=True),
-    ).from_(view_table(view)).where(exp.and_(*spine_span(view, event.copy(), QUIRKS["duckdb"])))
+    narrow = (known_times(view, dialect, view_table(view), TS) if known
+              else span_rows(view, dialect))
     on = _keys_equal(view, "p", "f") + [
         exp.GTE(this=_col(TS, "p"), expression=_col(KNOWN if known else TS, "f"))]
     matched: exp.Expression = _col(TS, "f")

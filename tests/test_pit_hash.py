@@ -81,6 +81,13 @@ def test_a_big_spine_and_a_dbt_view_keep_asof(tmp_path: Path) -> None:
     assert not _pays(tmp_path / "f.duckdb", rows, list(range(500)), replace(VIEW, materialized="view"))
 
 
+def test_a_failing_check_leaves_the_error_to_the_training_query(tmp_path: Path) -> None:
+    """The choice is only a choice: a relation that is not there keeps ASOF, whose query then
+    says what is wrong."""
+    missing = replace(VIEW, relation=replace(VIEW.relation, identifier="not_built"))
+    assert not _pays(tmp_path / "h.duckdb", [1, 2, 3], [1], missing)
+
+
 def test_both_forms_give_the_same_training_set(tmp_path: Path) -> None:
     """A view chosen for the hash join, and the same view by ASOF: equal, and equal to what the
     rows say (the latest row at or before the spine time)."""

@@ -98,7 +98,7 @@ class ViewJoin:
 
 def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *,
                         tie_break: bool = True, ordered: bool = True,
-                        as_known_at: bool = False, hash_match: bool = False) -> exp.Select:
+                        as_known_at: bool = False, matching: str = "range") -> exp.Select:
     """The whole training-set query: spine columns, then each requested feature, in spine order.
 
     ``as_known_at``: a row of a view with a ``created_timestamp`` is a candidate only if it was
@@ -109,8 +109,9 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     comes back several times (the caller sees more rows than spine rows and runs the query
     again with it). ``ordered=False`` returns the rows unsorted, their sort key first: the row
     number (or, in the carry-forward form, maybe the spine time: ``pit_carry``).
-    ``hash_match``: on DuckDB, each view's times matched by a hash join, not ASOF (``pit_hash``;
-    the same result)."""
+    ``matching``: ``"range"``, each dialect's form above; ``"hash"`` on DuckDB, each view's
+    times matched by a hash join, not ASOF (``pit_hash``); ``"lateral"`` on PostgreSQL, each
+    view's row by a ``LATERAL`` top-1 (``pit_lateral``). The same result either way."""
     quirks = quirks_for(dialect)
     known_any = as_known_at and any(j.view.created_timestamp is not None for j in joins)
     if quirks.carry_forward and not known_any:  # as known at: a condition on each row pair
@@ -134,7 +135,12 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
             from .pit_asof import asof_ctes  # built of this module's pieces
 
             ctes += asof_ctes(index, by, join, dialect, quirks, tie_break, known,
-                              hash_match and not known)
+                              matching == "hash" and not known)
+        elif matching == "lateral":
+            from .pit_lateral import lateral_step  # built of this module's pieces
+
+            ctes.append(exp.CTE(this=lateral_step(by, join, dialect, quirks, known),
+                                alias=_alias(f"view_{index}")))
         else:
             ctes.append(exp.CTE(this=_window_step(by, join, dialect, quirks, known),
                                 alias=_alias(f"view_{index}")))

@@ -20,7 +20,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from . import pit, pit_hash, timestamps
+from . import pit, pit_hash, pit_lateral, timestamps
 from .definition import closest
 from .errors import DefinitionError, UsageError, WarehouseValueError
 from .registry import Feature, FeatureView, Registry
@@ -90,7 +90,7 @@ def plan(registry: Registry, features: Iterable[str] | str, *,
 
 
 def training_query(spine: pit.Spine, joins: list[pit.ViewJoin], dialect: str, *,
-                   source_dialect: str, **options: bool) -> exp.Select:
+                   source_dialect: str, **options: Any) -> exp.Select:
     """``pit.point_in_time_query``, with each ephemeral view's compiled SQL (written in
     ``source_dialect``, the target's) inlined as a CTE in place of the relation it lacks."""
     inlined: list[exp.CTE] = []
@@ -193,18 +193,28 @@ def _features_of(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int,
     returns one row per spine row (no matched time holds two rows); otherwise it is run again
     with the tie-break."""
     here = wh.dialect in SORTED_HERE
-    known = as_known_at and join.view.created_timestamp is not None
-    hashed = not known and pit_hash.pays(wh, spine, join, n)
+    matching = _matching(wh, spine, join, n, as_known_at)
     query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect, tie_break=False,
-                           as_known_at=as_known_at, ordered=not here, hash_match=hashed)
+                           as_known_at=as_known_at, ordered=not here, matching=matching)
     found = _fetch(wh, pit.to_sql(query, wh.dialect), [join], here)
     if found.num_rows != n:
         query = training_query(spine, [join], wh.dialect, source_dialect=wh.dialect,
-                               as_known_at=as_known_at, ordered=not here, hash_match=hashed)
+                               as_known_at=as_known_at, ordered=not here, matching=matching)
         found = _fetch(wh, pit.to_sql(query, wh.dialect), [join], here)
     if found.num_rows != n:  # pragma: no cover - would be a bug of ours
         raise AssertionError(f"{found.num_rows} feature rows for {n} spine rows")
     return found
+
+
+def _matching(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int,
+              as_known_at: bool) -> str:
+    """The form of one view's query (``pit.point_in_time_query``): a hash join on DuckDB where
+    the candidate pairs are few (``pit_hash``), a ``LATERAL`` top-1 on PostgreSQL where an
+    index serves it (``pit_lateral``), else the dialect's own."""
+    known = as_known_at and join.view.created_timestamp is not None
+    if not known and pit_hash.pays(wh, spine, join, n):
+        return "hash"
+    return "lateral" if pit_lateral.pays(wh, join) else "range"
 
 
 def _fetch(wh: Warehouse, sql: str, joins: list[pit.ViewJoin], unordered: bool = False) -> pa.Table:

@@ -12,6 +12,7 @@ import os
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlglot
@@ -46,7 +47,7 @@ RISK = replace(
 
 
 def _training(dialect: str, *, views: tuple[FeatureView, ...] = (SPEND, RISK),
-              **options: bool) -> str:
+              **options: Any) -> str:
     spine = pit.Spine(table=exp.to_table('"db"."analytics"."labels"', dialect="duckdb"),
                       columns=("customer_id", "merchant_id", "scored_at", "label"),
                       timestamp="scored_at", timestamp_kind=timestamps.NAIVE)
@@ -62,7 +63,13 @@ def _training_as_known_at(dialect: str) -> str:
 def _training_hash_match(dialect: str) -> str:
     """DuckDB, each view's times matched by a hash join (``pit_hash``), as chosen for a spine
     with few candidate rows."""
-    return _training(dialect, hash_match=True)
+    return _training(dialect, matching="hash")
+
+
+def _training_lateral(dialect: str) -> str:
+    """PostgreSQL, each view's row by a ``LATERAL`` top-1 (``pit_lateral``), as chosen where an
+    index on the keys and event time serves it."""
+    return _training(dialect, matching="lateral")
 
 
 def _sync(dialect: str) -> str:
@@ -79,7 +86,8 @@ def _sync(dialect: str) -> str:
 
 CASES = [(f"training_set.{d}.sql", _training, d) for d in pit.DIALECTS] + [
     (f"training_set.as_known_at.{d}.sql", _training_as_known_at, d) for d in pit.DIALECTS] + [
-    ("training_set.hash_match.duckdb.sql", _training_hash_match, "duckdb")] + [
+    ("training_set.hash_match.duckdb.sql", _training_hash_match, "duckdb"),
+    ("training_set.lateral.postgres.sql", _training_lateral, "postgres")] + [
     (f"sync.{d}.sql", _sync, d) for d in ("duckdb", "postgres")]
 
 

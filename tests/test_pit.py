@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from dbt_features import pit, pit_hash, timestamps
+from dbt_features import pit, pit_hash, pit_lateral, timestamps
 from dbt_features.errors import UsageError
 from dbt_features.training import get_training_set
 from dbt_features.warehouse import Relation
@@ -158,9 +158,10 @@ def check(s: dict[str, Any], registry_views: list[ViewData], spine: pa.Table, di
     registry = make_registry([v.view for v in registry_views], dialect)
     expected = expected_for(s, registry_views, spine)
     known = s.get("as_known_at", False)
-    # On DuckDB each view is matched by ASOF or by a hash join (``pit_hash``), as it pays: both.
-    for hashed in ((False, True) if dialect == "duckdb" else (None,)):
-        with matched_by_hash(hashed):
+    # The Python path may match a view another way where it pays (a hash join on DuckDB, a
+    # LATERAL top-1 on PostgreSQL): each form, whatever the data.
+    for form in FORMS.get(dialect, (None,)):
+        with matched_by(form):
             got = get_training_set(registry, warehouse, spine, s["request"], as_known_at=known)
         assert got.to_pylist() == expected  # same rows, same order, spine columns untouched
     in_warehouse = get_training_set(registry, warehouse, spine_relation, s["request"],
@@ -172,16 +173,21 @@ def check(s: dict[str, Any], registry_views: list[ViewData], spine: pa.Table, di
     assert unordered(keyed.to_pylist()) == unordered(expected)
 
 
+FORMS = {"duckdb": ("range", "hash"), "postgres": ("range", "lateral")}
+
+
 @contextmanager
-def matched_by_hash(hashed: bool | None) -> Iterator[None]:
-    """``pit_hash.pays`` answering ``hashed`` (None: as it decides)."""
-    saved = pit_hash.pays
-    if hashed is not None:
-        pit_hash.pays = lambda *args: hashed
+def matched_by(form: str | None) -> Iterator[None]:
+    """The Python path choosing ``form`` for every view (``training._matching``; None: as it
+    decides)."""
+    saved = pit_hash.pays, pit_lateral.pays
+    if form is not None:
+        pit_hash.pays = lambda *args: form == "hash"
+        pit_lateral.pays = lambda *args: form == "lateral"
     try:
         yield
     finally:
-        pit_hash.pays = saved
+        pit_hash.pays, pit_lateral.pays = saved
 
 
 @contextmanager
@@ -248,8 +254,8 @@ def test_equal_timestamps_without_created_pick_greatest_values(duck_file: Path) 
          "zone": None, "request": ["fb:*"]}
     views, tables, spine = build(s, "main")
     write_duckdb(duck_file, tables)
-    for hashed in (False, True):
-        with matched_by_hash(hashed):
+    for form in FORMS["duckdb"]:
+        with matched_by(form):
             got = get_training_set(make_registry([v.view for v in views], "duckdb"),
                                    lambda: duckdb_warehouse(duck_file), spine, ["fb:*"])
         assert got.to_pylist()[0]["fb_str"] == "é" and got.to_pylist()[0]["fb_flag"] is None
@@ -261,8 +267,8 @@ def test_ttl_bounds_are_inclusive(duck_file: Path) -> None:
          "ttl_a": 3600, "ttl_b": None, "zone": None, "request": ["fa:fa_int", "fa:fa_dbl"]}
     views, tables, spine = build(s, "main")
     write_duckdb(duck_file, tables)
-    for hashed in (False, True):
-        with matched_by_hash(hashed):
+    for form in FORMS["duckdb"]:
+        with matched_by(form):
             got = get_training_set(make_registry([v.view for v in views], "duckdb"),
                                    lambda: duckdb_warehouse(duck_file), spine, s["request"])
         # at the feature's own time, exactly ttl later, and just past it; a NULL value is a value.

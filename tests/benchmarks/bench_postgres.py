@@ -6,9 +6,9 @@ Builds with the real ``dbt run`` (dbt-postgres, the PostgreSQL at 127.0.0.1:5432
 ``test``, a schema of its own dropped at the end) a feature view ``events`` of ROWS rows
 (ENTITIES entities, 5 double features, ttl 30 days, one row per entity every ~2.3 days over
 about 230 days) and a spine of SPINE rows over the same span, then times
-``get_training_set`` with the Arrow spine (what the Python path runs on PostgreSQL: the
-portable window form, which reads only the view rows some spine row can match:
-``pit.spine_span``):
+``get_training_set`` with the Arrow spine (the Python path on PostgreSQL: the portable window
+form, reading only the view rows some spine row can match, ``pit.spine_span``; where an index
+serves it, ``LATERAL`` probes, ``pit_lateral``):
 
 * the whole spine, and its latest tenth by time (the labels of the last weeks);
 * each without an index on the view, and with one on (entity, event time), which lets

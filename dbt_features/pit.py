@@ -230,18 +230,26 @@ def span_rows(view: FeatureView, dialect: str) -> exp.Select:
     ).from_(view_table(view)).where(exp.and_(*spine_span(view, event.copy(), quirks_for(dialect))))
 
 
+def in_window(view: FeatureView, dialect: str, quirks: Quirks, table: str,
+              known: bool) -> tuple[exp.Expression, list[exp.Expression]]:
+    """A view row (``table``) in spine row ``p``'s window: its event time (UTC) and the
+    conditions: the keys equal, the event time at most the spine time and, with a ttl, at least
+    the spine time less the ttl; ``known``: created by the spine time (``pit_known``)."""
+    event = utc(_col(view.timestamp.name, table), view_timestamp_kind(view, dialect), dialect)
+    conditions = _keys_equal(view, "p", table) + [exp.LTE(this=event, expression=_col(TS, "p"))]
+    if view.ttl_seconds:
+        conditions.append(_within_ttl(event.copy(), view, quirks))
+    if known:
+        conditions.append(known_at(view, dialect, table, _col(TS, "p")))
+    return event, conditions
+
+
 def _window_step(by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
                  known: bool = False) -> exp.Select:
     """Portable: join every row in the time window (``known``: and known at the spine time),
     keep the first by the documented order."""
     view = join.view
-    kind = view_timestamp_kind(view, dialect)
-    f_ts = utc(_col(view.timestamp.name, "f"), kind, dialect)
-    on = _keys_equal(view, "p", "f") + [exp.LTE(this=f_ts, expression=_col(TS, "p"))]
-    if view.ttl_seconds:
-        on.append(_within_ttl(f_ts.copy(), view, quirks))
-    if known:
-        on.append(known_at(view, dialect, "f", _col(TS, "p")))
+    f_ts, on = in_window(view, dialect, quirks, "f", known)
     on += spine_span(view, f_ts.copy(), quirks)
     rank = exp.Window(this=exp.RowNumber(), partition_by=[_col(c, "p") for c in by],
                       order=exp.Order(expressions=recency_order(view, dialect, "f")))

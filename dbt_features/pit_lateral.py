@@ -20,7 +20,7 @@ import sqlglot
 from sqlglot import exp
 
 from .errors import WarehouseError
-from .pit import (TS, Quirks, ViewJoin, _col, _keys_equal, _table, _tie_break, _within_ttl,
+from .pit import (TS, Quirks, ViewJoin, _col, _keys_equal, _table, _tie_break, in_window,
                   relation_table, view_table)
 from .pit_known import known_at
 from .timestamps import utc, view_timestamp_kind
@@ -44,18 +44,12 @@ def lateral_step(by: list[str], join: ViewJoin, dialect: str, quirks: Quirks,
     latest event time (the index walked backwards, one row read), then the rows of that time,
     ranked by the rest of the recency order (``pit._tie_break``)."""
     view = join.view
-    kind = view_timestamp_kind(view, dialect)
-    g_ts = utc(_col(view.timestamp.name, "g"), kind, dialect)
-    window = _keys_equal(view, "p", "g") + [exp.LTE(this=g_ts, expression=_col(TS, "p"))]
-    if view.ttl_seconds:
-        window.append(_within_ttl(g_ts.copy(), view, quirks))
-    if known:
-        window.append(known_at(view, dialect, "g", _col(TS, "p")))
+    g_ts, window = in_window(view, dialect, quirks, "g", known)
     # Descending with NULLs first, as the index walked backwards (the window holds no NULL).
     latest_time = (exp.select(g_ts.copy()).from_(exp.alias_(view_table(view), "g", quoted=True))
                    .where(exp.and_(*window))
                    .order_by(exp.Ordered(this=g_ts.copy(), desc=True, nulls_first=True)).limit(1))
-    f_ts = utc(_col(view.timestamp.name, "f"), kind, dialect)
+    f_ts = utc(_col(view.timestamp.name, "f"), view_timestamp_kind(view, dialect), dialect)
     at_time = _keys_equal(view, "p", "f") + [exp.EQ(this=f_ts, expression=latest_time.subquery())]
     if known:
         at_time.append(known_at(view, dialect, "f", _col(TS, "p")))

@@ -230,12 +230,14 @@ def span_rows(view: FeatureView, dialect: str) -> exp.Select:
     ).from_(view_table(view)).where(exp.and_(*spine_span(view, event.copy(), quirks_for(dialect))))
 
 
-def in_window(view: FeatureView, dialect: str, quirks: Quirks, table: str,
-              known: bool) -> tuple[exp.Expression, list[exp.Expression]]:
-    """A view row (``table``) in spine row ``p``'s window: its event time (UTC) and the
-    conditions: the keys equal, the event time at most the spine time and, with a ttl, at least
-    the spine time less the ttl; ``known``: created by the spine time (``pit_known``)."""
-    event = utc(_col(view.timestamp.name, table), view_timestamp_kind(view, dialect), dialect)
+def in_window(view: FeatureView, dialect: str, quirks: Quirks, table: str, known: bool,
+              event: exp.Expression | None = None) -> tuple[exp.Expression, list[exp.Expression]]:
+    """A view row (``table``) in spine row ``p``'s window: its event time (UTC; ``event`` where
+    the row already carries it, as ``span_rows`` does) and the conditions: the keys equal, the
+    event time at most the spine time and, with a ttl, at least the spine time less the ttl;
+    ``known``: created by the spine time (``pit_known``)."""
+    if event is None:
+        event = utc(_col(view.timestamp.name, table), view_timestamp_kind(view, dialect), dialect)
     conditions = _keys_equal(view, "p", table) + [exp.LTE(this=event, expression=_col(TS, "p"))]
     if view.ttl_seconds:
         conditions.append(_within_ttl(event.copy(), view, quirks))

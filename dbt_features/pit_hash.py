@@ -23,8 +23,8 @@ import re
 
 from sqlglot import exp
 
-from .pit import (MATCH, QUIRKS, TS, Spine, ViewJoin, _alias, _col, _keys_equal, _spine_select,
-                  _table, _within_ttl, span_rows, view_table)
+from .pit import (MATCH, QUIRKS, TS, Spine, ViewJoin, _alias, _col, _spine_select, _table,
+                  in_window, span_rows, view_table)
 from .errors import WarehouseError
 from .warehouse import Warehouse
 
@@ -45,9 +45,7 @@ def hash_match(by: list[str], join: ViewJoin, dialect: str) -> exp.Select:
     view = join.view
     keys = [k.name for k in view.entity.join_keys]
     narrow = span_rows(view, dialect)
-    on = _keys_equal(view, "p", "f") + [exp.LTE(this=_col(TS, "f"), expression=_col(TS, "p"))]
-    if view.ttl_seconds:
-        on.append(_within_ttl(_col(TS, "f"), view, QUIRKS["duckdb"]))
+    _, on = in_window(view, dialect, QUIRKS["duckdb"], "f", False, event=_col(TS, "f"))
     grouped = [_col(c, "p") for c in dict.fromkeys([*by, *keys])]
     return (
         exp.select(*grouped, exp.alias_(exp.Max(this=_col(TS, "f")), MATCH, quoted=True))

@@ -370,7 +370,7 @@ class FeatureStore:
         with each feature as of the row's timestamp (see README "Training sets").
 
         ``spine``: a pandas/polars DataFrame, an Arrow table, a .parquet/.csv path, or the name
-        of a dbt model or source (``source_name.table``; the join then runs in the warehouse).
+        of a dbt model or source (``source_name.table``; the joins run in the warehouse).
         ``features``: ``view:feature`` / ``view:*`` references. ``as_known_at``: a row of a view
         with a ``created_timestamp`` counts only once created, at or before the spine time
         (docs/training-sets.md, "As known at")."""

@@ -2,8 +2,9 @@
 
 A Python spine (checked and narrowed by ``spine``) is registered (DuckDB) or uploaded to a
 temporary table (PostgreSQL); the features come back in spine order and are put next to the
-spine's own columns, untouched. A spine in the warehouse is joined in the warehouse with all its
-columns. Either way the SQL is the one of ``pit.point_in_time_query``.
+spine's own columns, untouched. A spine in the warehouse is read the same way where that is
+cheap (``READ_HERE``), else joined in the warehouse with all its columns by the single statement
+that ``sql`` prints. Either way the SQL is the one of ``pit.point_in_time_query``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ from .warehouse import Warehouse
 log = logging.getLogger(__name__)
 INLINED = "__dbt_features_model_"
 """Prefix of the CTE that stands for an ephemeral feature view (it has no relation)."""
+READ_HERE = {"duckdb"}
+"""Dialects where a spine model is read into Arrow and joined view by view, as a Python spine
+is, rather than in the single statement that ``sql`` prints: each view's query then takes the
+form that pays for it (``_matching``), and the single statement holds every view's join state
+until it ends (measured on DuckDB, 1M spine rows x 10M rows per view, 3 views: 5.8 GB peak RSS
+against 3.0 GB view by view; 1.38-1.46x the raw joins' time against 1.26x). Reading the spine
+costs a scan of it, local here."""
 SORTED_HERE = {"spark"}
 """Dialects whose training queries this path runs unordered and sorts in Arrow, by the sort key
 the query returns first (``pit.point_in_time_query``; Arrow's sort is stable, NULL last, as
@@ -161,28 +169,52 @@ def get_training_set(
     joins = plan(registry, features, full_feature_names=full_feature_names)
     source = resolve_spine(spine, relations)
     with warehouse() as wh:
-        if isinstance(source, ModelSpine):
+        if isinstance(source, ModelSpine) and wh.dialect not in READ_HERE:
             return _model_spine_set(wh, source, joins, spine_timestamp, as_known_at)
-        where = "the spine" if not isinstance(spine, (str, os.PathLike)) else f"spine {os.fspath(spine)}"
-        kinds = {f.name: arrow_kind(f.type) for f in source.schema}
-        ts = choose_timestamp(kinds, spine_timestamp, where)
-        check_spine(joins, {f.name: arrow_logical(f.type) for f in source.schema}, where,
-                    source.column_names)
-        narrow = narrow_spine(source, joins, ts, where)
-        result = source
-        with wh.spine(narrow) as table:
-            spine_sql = pit.Spine(table=table, columns=(), timestamp=ts,
-                                  timestamp_kind=timestamps.NAIVE, row_id=pit.ROW)
-            # One query per view (measured: chaining views in one query costs more, as each
-            # step carries the previous features through its joins); each returns its
-            # features in spine order, put next to the spine's own columns.
-            for join in joins:
-                log.info("Joining %s spine rows with %s ...", f"{source.num_rows:,}", join.view.name)
-                found = _features_of(wh, spine_sql, join, source.num_rows, as_known_at)
-                for feature, out in join.outputs:
-                    result = result.append_column(out, _typed(found.column(out), join.view, feature))
-                del found
+        if isinstance(source, ModelSpine):
+            where = f"spine model {source.name} ({source.relation})"
+            source = _read_model_spine(wh, source, where)
+        elif isinstance(spine, (str, os.PathLike)):
+            where = f"spine {os.fspath(spine)}"
+        else:
+            where = "the spine"
+        return _arrow_spine_set(wh, source, joins, where, spine_timestamp, as_known_at)
+
+
+def _arrow_spine_set(wh: Warehouse, source: pa.Table, joins: list[pit.ViewJoin], where: str,
+                     spine_timestamp: str | None, as_known_at: bool) -> pa.Table:
+    kinds = {f.name: arrow_kind(f.type) for f in source.schema}
+    ts = choose_timestamp(kinds, spine_timestamp, where)
+    check_spine(joins, {f.name: arrow_logical(f.type) for f in source.schema}, where,
+                source.column_names)
+    narrow = narrow_spine(source, joins, ts, where)
+    result = source
+    with wh.spine(narrow) as table:
+        spine_sql = pit.Spine(table=table, columns=(), timestamp=ts,
+                              timestamp_kind=timestamps.NAIVE, row_id=pit.ROW)
+        # One query per view (measured: chaining views in one query costs more, as each
+        # step carries the previous features through its joins); each returns its
+        # features in spine order, put next to the spine's own columns.
+        for join in joins:
+            log.info("Joining %s spine rows with %s ...", f"{source.num_rows:,}", join.view.name)
+            found = _features_of(wh, spine_sql, join, source.num_rows, as_known_at)
+            for feature, out in join.outputs:
+                result = result.append_column(out, _typed(found.column(out), join.view, feature))
+            del found
     return result
+
+
+def _read_model_spine(wh: Warehouse, spine: ModelSpine, where: str) -> pa.Table:
+    """A spine model's rows, in the order the single statement would number them (a scan)."""
+    if wh.describe(spine.relation) is None:
+        raise UsageError(
+            f"{where} is not in the warehouse: build it with `dbt run --select {spine.name}`."
+        )
+    try:
+        return wh.arrow(exp.select(exp.Star()).from_(_relation_table(spine.relation))
+                        .sql(wh.dialect))
+    except WarehouseValueError as exc:
+        raise WarehouseValueError(f"{where}: {exc.message}", columns=exc.columns) from exc
 
 
 def _features_of(wh: Warehouse, spine: pit.Spine, join: pit.ViewJoin, n: int,
@@ -299,18 +331,21 @@ def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
             "date; cast it in the model, or name another column with --spine-timestamp."
         )
     check_spine(joins, {n: logical_type(t, dialect) for n, t in columns.items()}, where, columns)
-    parts = spine.relation.parts()
-    table = pit.exp.table_(
-        pit.exp.to_identifier(parts[-1], quoted=True),
-        db=pit.exp.to_identifier(parts[-2], quoted=True) if len(parts) > 1 else None,
-        catalog=pit.exp.to_identifier(parts[-3], quoted=True) if len(parts) > 2 else None,
-    )
     query = training_query(
-        pit.Spine(table=table, columns=tuple(columns), timestamp=ts, timestamp_kind=kinds[ts]),
+        pit.Spine(table=_relation_table(spine.relation), columns=tuple(columns), timestamp=ts, timestamp_kind=kinds[ts]),
         joins, dialect, source_dialect=source_dialect or dialect, as_known_at=as_known_at,
         ordered=ordered,
     )
     return pit.to_sql(query, dialect, pretty=pretty)
+
+
+def _relation_table(relation: Relation) -> exp.Table:
+    parts = relation.parts()
+    return exp.table_(
+        exp.to_identifier(parts[-1], quoted=True),
+        db=exp.to_identifier(parts[-2], quoted=True) if len(parts) > 1 else None,
+        catalog=exp.to_identifier(parts[-3], quoted=True) if len(parts) > 2 else None,
+    )
 
 
 def _typed(column: pa.ChunkedArray, view: FeatureView, feature_name: str) -> pa.ChunkedArray:

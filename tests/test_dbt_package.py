@@ -165,8 +165,8 @@ def package_project(root: Path, package_schema: str, *, extra: dict[str, str] | 
 
 
 def check(project: Path, target: str | None, tables: dict[str, pa.Table], dialect: str) -> None:
-    """The macro's models (default and as known at), the Python path on the spine model and on
-    the Arrow spine, and the reference: the same rows."""
+    """The macro's models (default and as known at), the single statement ``sql`` prints, the
+    Python path on the spine model and on the Arrow spine, and the reference: the same rows."""
     run_dbt(project, "run", *(["--target", target] if target else []))
     store = FeatureStore(project_dir=str(project), target=target)
     registry = store.registry
@@ -182,10 +182,12 @@ def check(project: Path, target: str | None, tables: dict[str, pa.Table], dialec
             assert wh.dialect == dialect
             schema = relation["schema"]
             from_macro = wh.arrow(f'select * from "{schema}"."{model}"')
+            printed = wh.arrow(store.training_sql("spine", FEATURES, as_known_at=known))
         from_python = store.get_training_set("spine", FEATURES, as_known_at=known)
-        assert from_macro.column_names == from_python.column_names
+        assert from_macro.column_names == from_python.column_names == printed.column_names
         assert unordered(from_macro.to_pylist()) == unordered(expected), model
         assert unordered(from_python.to_pylist()) == unordered(expected), model
+        assert printed.to_pylist() == expected, model
         from_arrow = store.get_training_set(tables["spine"], FEATURES, as_known_at=known)
         assert from_arrow.to_pylist() == expected, model
 

@@ -282,7 +282,8 @@ def test_pandas_integer_keys_with_missing_values(store: FeatureStore, labels: pa
 
 @pytest.fixture(scope="module")
 def odd_project(built_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the built sample with a view without timestamp (built with dbt)."""
+    """A copy of the built sample with a view without timestamp (built with dbt) and a model
+    that is in the manifest but was never built."""
     root = tmp_path_factory.mktemp("odd_project")
     project = root / "sample_project"
     shutil.copytree(built_sample, project, symlinks=True)
@@ -290,8 +291,9 @@ def odd_project(built_sample: Path, tmp_path_factory: pytest.TempPathFactory) ->
     (project / "models" / "features" / "customer_profile.sql").write_text(
         "{{ config(meta={'feature_store': {'entity': 'customer_id'}}) }}\n"
         "select customer_id, segment from {{ ref('customers') }}\n")
+    (project / "models" / "unbuilt_labels.sql").write_text("select * from {{ ref('labels') }}\n")
     env = {"DBT_FEATURES_SAMPLE_DUCKDB": str(project / "target" / "sample.duckdb")}
-    run_dbt(project, "run", "--select", "customer_profile", env=env)
+    run_dbt(project, "run", "--select", "customer_profile", env=env)  # not unbuilt_labels
     return project
 
 
@@ -303,6 +305,20 @@ def test_view_without_timestamp(odd_project: Path, monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 2, result.output
     assert "feature view 'customer_profile' has no timestamp, so it cannot be joined point in " \
            "time" in result.output
+
+
+@pytest.mark.parametrize("command", ["training-set", "sql"])
+def test_spine_model_not_built(odd_project: Path, monkeypatch: pytest.MonkeyPatch,
+                               command: str) -> None:
+    monkeypatch.setenv("DBT_FEATURES_SAMPLE_DUCKDB", str(odd_project / "target" / "sample.duckdb"))
+    extra = ["-o", str(odd_project / "x.parquet")] if command == "training-set" else []
+    result = CliRunner().invoke(main, [command, "--project-dir", str(odd_project), "--spine",
+                                       "unbuilt_labels", "-f", FEATURES, *extra])
+    assert result.exit_code == 2, result.output
+    assert "spine model unbuilt_labels (" in result.output
+    assert "is not in the warehouse: build it with `dbt run --select unbuilt_labels`" \
+        in result.output
+    assert "Traceback" not in result.output and not (odd_project / "x.parquet").exists()
 
 
 # The float features of FEATURE_LIST: their view and its join key.

@@ -26,18 +26,21 @@ from training_support import duckdb_warehouse, make_registry, write_duckdb
 
 @contextmanager
 def carried_on_duckdb(sorted_here: bool = True) -> Iterator[None]:
-    """DuckDB's SQL in the carry-forward form, a model spine numbered by time, as on Spark;
-    ``sorted_here``: the Python path sorts the unordered rows in Arrow, as on Spark."""
-    saved = pit.QUIRKS["duckdb"], set(training.SORTED_HERE)
+    """DuckDB's SQL in the carry-forward form, a model spine numbered by time and joined by the
+    single statement, as on Spark; ``sorted_here``: the Python path sorts the unordered rows in
+    Arrow, as on Spark."""
+    saved = pit.QUIRKS["duckdb"], set(training.SORTED_HERE), set(training.READ_HERE)
     pit.QUIRKS["duckdb"] = replace(saved[0], asof=False, carry_forward=True, ordered_row_number=True)
+    training.READ_HERE.discard("duckdb")
     if sorted_here:
         training.SORTED_HERE.add("duckdb")
     try:
         yield
     finally:
         pit.QUIRKS["duckdb"] = saved[0]
-        training.SORTED_HERE.clear()
-        training.SORTED_HERE.update(saved[1])
+        for kept, was in ((training.SORTED_HERE, saved[1]), (training.READ_HERE, saved[2])):
+            kept.clear()
+            kept.update(was)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 -- Daily risk profile of a merchant. A day's row becomes known when the day is over
--- (feature_at = the next midnight), and is published an hour later (computed_at).
+-- (feature_at = the next midnight), and is published an hour later (computed_at; the var
+-- publish_delay_hours).
 with daily as (
     select
         merchant_id,
@@ -26,7 +27,7 @@ rolling as (
 select
     rolling.merchant_id,
     rolling.feature_at,
-    rolling.feature_at + interval '1 hour' as computed_at,
+    rolling.feature_at + interval '{{ var("publish_delay_hours") }} hour' as computed_at,
     cast(rolling.n_txn_30d as bigint) as merchant_txn_count_30d,
     cast(rolling.n_fraud_30d as {{ sample_double() }}) / rolling.n_txn_30d as merchant_fraud_rate_30d,
     merchants.category as merchant_category

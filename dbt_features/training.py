@@ -48,7 +48,7 @@ READ_HERE = {"duckdb"}
 is, rather than in the single statement that ``sql`` prints: each view's query then takes the
 form that pays for it (``_matching``), and the single statement holds every view's join state
 until it ends (measured on DuckDB, 1M spine rows x 10M rows per view, 3 views: 5.8 GB peak RSS
-against 3.0 GB view by view; 1.38-1.46x the raw joins' time against 1.26x). Reading the spine
+against 3.0 GB view by view; 1.35-1.53x the raw joins' time against 1.25x). Reading the spine
 costs a scan of it, local here."""
 SORTED_HERE = {"spark"}
 """Dialects whose training queries this path runs unordered and sorts in Arrow, by the sort key
@@ -332,7 +332,8 @@ def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
         )
     check_spine(joins, {n: logical_type(t, dialect) for n, t in columns.items()}, where, columns)
     query = training_query(
-        pit.Spine(table=_relation_table(spine.relation), columns=tuple(columns), timestamp=ts, timestamp_kind=kinds[ts]),
+        pit.Spine(table=_relation_table(spine.relation), columns=tuple(columns), timestamp=ts,
+                  timestamp_kind=kinds[ts]),
         joins, dialect, source_dialect=source_dialect or dialect, as_known_at=as_known_at,
         ordered=ordered,
     )

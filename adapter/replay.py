@@ -22,6 +22,9 @@ this order:
   served none (missing, expired) while offline had one;
 * ``definition_changed``: the generation served was synced from another definition
   (fingerprint) than the current one;
+* ``served_before_created`` (``as_known_at`` only): served ``present`` and newer than every
+  row created by the request (none, or an older one): the served row's ``created_timestamp``
+  is after the request, so it was stamped later than it reached the warehouse;
 * ``unknown``.
 """
 
@@ -148,9 +151,13 @@ def _shared(log: ServedRows, offline: pa.Table, options: ReplayOptions) -> _Rows
     request_us = micros(table.column(AT))
     offline_row = ~np.isnan(offline_us)
     late = np.zeros(table.num_rows, dtype=bool)
+    early = np.zeros(table.num_rows, dtype=bool)
     if view.created_timestamp is not None and not options.as_known_at:
         created = micros(offline.column(f"{view.name}__{view.created_timestamp.name}"))
         late = offline_row & (created > request_us)
+    elif view.created_timestamp is not None:
+        with np.errstate(invalid="ignore"):
+            early = present & ~(offline_row & (offline_us >= served_us))
     ttl_us = (view.ttl_seconds or 0) * 1_000_000
     after_ttl = present & ~offline_row & (ttl_us > 0) & (served_us + ttl_us < request_us)
     with np.errstate(invalid="ignore"):
@@ -158,8 +165,8 @@ def _shared(log: ServedRows, offline: pa.Table, options: ReplayOptions) -> _Rows
     fingerprint = table.column("fingerprint")
     changed = np.asarray(pc.fill_null(pc.not_equal(fingerprint, view.fingerprint), False)
                          .to_numpy(zero_copy_only=False), dtype=bool)
-    cause = np.select([late, after_ttl, lag, changed],
-                      [CAUSES.index(c) for c in CAUSES[:4]], CAUSES.index("unknown"))
+    cause = np.select([late, after_ttl, lag, changed, early],
+                      [CAUSES.index(c) for c in CAUSES[:5]], CAUSES.index("unknown"))
     return _Rows(present, offline_row, cause, request_us, served_us, offline_us)
 
 

@@ -15,7 +15,8 @@ from .value_compare import plain, show
 
 REPLAY_FILE = "feature_served_replay.json"
 """The last replay's report, in the project's target/ (read by the feature server's /metrics)."""
-CAUSES = ("late_arrival", "served_after_ttl", "sync_lag", "definition_changed", "unknown")
+CAUSES = ("late_arrival", "served_after_ttl", "sync_lag", "definition_changed",
+          "served_before_created", "unknown")
 """The likely causes of a mismatch, in the order they are tried (the first that fits wins)."""
 REMEDIES = {
     "late_arrival": "the offline row was created after the request: replay with --as-known-at",
@@ -23,6 +24,9 @@ REMEDIES = {
     "sync_lag": "the online store was behind the offline one: sync more often",
     "definition_changed": "served from a generation of another definition: "
                           "`dbt-features sync --full-refresh` after a change",
+    "served_before_created": "served a row newer than any created by the request: its "
+                             "created_timestamp is later than the row reached the warehouse "
+                             "(or clocks differ)",
     "unknown": "no timing or definition change explains it",
 }
 

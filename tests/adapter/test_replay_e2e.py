@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import subprocess
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -104,6 +104,30 @@ def _execute(project: Path, sql: str, params: list | None = None) -> None:
         con.execute(sql, params or [])
     finally:
         con.close()
+
+
+def test_a_row_served_before_its_created_time_is_named_as_known_at(copy: Path,
+                                                                   tmp_path: Path) -> None:
+    """merchant_risk has a created_timestamp: a row stamped as created an hour from now but
+    already in the warehouse is synced and served; replayed as known at, no row known by the
+    request is that new, and the replay says so instead of `unknown`."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    _execute(copy, "insert into main.merchant_risk (merchant_id, feature_at, computed_at, "
+                   "merchant_txn_count_30d, merchant_fraud_rate_30d, merchant_category) "
+                   "values (3, ?, ?, 999999, 0.5, 'early')",
+             [now - timedelta(seconds=1), now + timedelta(hours=1)])
+    FeatureStore(project_dir=str(copy)).sync()
+    store = _logged(copy)
+    store.get_online_features(["merchant_risk:*"], MERCHANTS)
+    folder = export(store, tmp_path / "served")
+    assert store.verify_served(str(folder)).exit_code == 0
+    known = store.verify_served(str(folder), as_known_at=True)
+    assert known.exit_code == 1
+    for check in known.features:
+        assert (check.compared, check.mismatched) == (20, 1)
+        assert check.causes == {"served_before_created": 1}, known.format()
+        assert check.examples[0].entity == {"merchant_id": 3}
+    assert "served a row newer than any created by the request" in known.format()
 
 
 def test_a_row_arriving_late_is_late_arrival_and_not_skew_as_known_at(copy: Path,

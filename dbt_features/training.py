@@ -211,7 +211,7 @@ def _read_model_spine(wh: Warehouse, spine: ModelSpine, where: str) -> pa.Table:
             f"{where} is not in the warehouse: build it with `dbt run --select {spine.name}`."
         )
     try:
-        return wh.arrow(exp.select(exp.Star()).from_(_relation_table(spine.relation))
+        return wh.arrow(exp.select(exp.Star()).from_(pit.relation_table(spine.relation))
                         .sql(wh.dialect))
     except WarehouseValueError as exc:
         raise WarehouseValueError(f"{where}: {exc.message}", columns=exc.columns) from exc
@@ -332,21 +332,12 @@ def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
         )
     check_spine(joins, {n: logical_type(t, dialect) for n, t in columns.items()}, where, columns)
     query = training_query(
-        pit.Spine(table=_relation_table(spine.relation), columns=tuple(columns), timestamp=ts,
+        pit.Spine(table=pit.relation_table(spine.relation), columns=tuple(columns), timestamp=ts,
                   timestamp_kind=kinds[ts]),
         joins, dialect, source_dialect=source_dialect or dialect, as_known_at=as_known_at,
         ordered=ordered,
     )
     return pit.to_sql(query, dialect, pretty=pretty)
-
-
-def _relation_table(relation: Relation) -> exp.Table:
-    parts = relation.parts()
-    return exp.table_(
-        exp.to_identifier(parts[-1], quoted=True),
-        db=exp.to_identifier(parts[-2], quoted=True) if len(parts) > 1 else None,
-        catalog=exp.to_identifier(parts[-3], quoted=True) if len(parts) > 2 else None,
-    )
 
 
 def _typed(column: pa.ChunkedArray, view: FeatureView, feature_name: str) -> pa.ChunkedArray:

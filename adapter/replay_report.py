@@ -26,7 +26,8 @@ REMEDIES = {
                           "`dbt-features sync --full-refresh` after a change",
     "served_before_created": "served a row newer than any created by the request: its "
                              "created_timestamp is later than the row reached the warehouse "
-                             "(or clocks differ)",
+                             "(or clocks differ): stamp created times when rows land, or "
+                             "replay without --as-known-at",
     "unknown": "no timing or definition change explains it",
 }
 

@@ -84,8 +84,11 @@ def test_digest_compares_what_the_last_sync_settled_and_records_the_new_watermar
     assert ('MAX(CASE WHEN "at" <= CAST(\'2026-05-01 12:00:00.000000\' AS TIMESTAMP) AND "at" >= '
             'CAST(\'2026-04-30 12:00:00.000000\' AS TIMESTAMP) THEN "created" END)') in sql
     assert "WHERE NOT \"customer id\" IS NULL AND NOT \"at\" IS NULL FROM" not in sql
-    first = digest_query(VIEW, "duckdb", NOW, None)
-    assert "CASE WHEN FALSE" in first and "HASH(" in first
+    first = digest_query(VIEW, "duckdb", NOW, None)  # a full refresh: only the new digest
+    assert "CASE" not in first and 'SELECT 0 AS "settled_rows"' in first and "HASH(" in first
+    assert first.endswith("""WHERE NOT "customer id" IS NULL AND NOT "at" IS NULL AND "at" <= """
+                          """CAST('2026-05-01 12:00:00.000000' AS TIMESTAMP) AND "at" >= """
+                          """CAST('2026-04-30 12:00:00.000000' AS TIMESTAMP)""")
 
 
 def test_digest_reads_no_row_older_than_both_floors() -> None:

@@ -98,7 +98,8 @@ class ViewJoin:
 
 def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *,
                         tie_break: bool = True, ordered: bool = True,
-                        as_known_at: bool = False, matching: str = "range") -> exp.Select:
+                        as_known_at: bool = False,
+                        matching: str | Sequence[str] = "range") -> exp.Select:
     """The whole training-set query: spine columns, then each requested feature, in spine order.
 
     ``as_known_at``: a row of a view with a ``created_timestamp`` is a candidate only if it was
@@ -111,7 +112,8 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
     number (or, in the carry-forward form, maybe the spine time: ``pit_carry``).
     ``matching``: ``"range"``, each dialect's form above; ``"hash"`` on DuckDB, each view's
     times matched by a hash join, not ASOF (``pit_hash``); ``"lateral"`` on PostgreSQL, each
-    view's row by a ``LATERAL`` top-1 (``pit_lateral``). The same result either way."""
+    view's row by a ``LATERAL`` top-1 (``pit_lateral``); or one of these per join. The same
+    result either way."""
     quirks = quirks_for(dialect)
     known_any = as_known_at and any(j.view.created_timestamp is not None for j in joins)
     if quirks.carry_forward and not known_any:  # as known at: a condition on each row pair
@@ -128,15 +130,16 @@ def point_in_time_query(spine: Spine, joins: Sequence[ViewJoin], dialect: str, *
                         materialized=True if numbered_here and quirks.materialized_cte else None)
     ctes = [spine_cte]
     bys = []
-    for index, join in enumerate(joins, start=1):
+    forms = [matching] * len(joins) if isinstance(matching, str) else list(matching)
+    for index, (join, form) in enumerate(zip(joins, forms, strict=True), start=1):
         by = [ROW] if by_row else [*(k.name for k in join.view.entity.join_keys), TS]
         known = as_known_at and join.view.created_timestamp is not None
         if quirks.asof:
             from .pit_asof import asof_ctes  # built of this module's pieces
 
             ctes += asof_ctes(index, by, join, dialect, quirks, tie_break, known,
-                              matching == "hash" and not known)
-        elif matching == "lateral":
+                              form == "hash" and not known)
+        elif form == "lateral":
             from .pit_lateral import lateral_step  # built of this module's pieces
 
             ctes.append(exp.CTE(this=lateral_step(by, join, dialect, quirks, known),

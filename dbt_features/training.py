@@ -4,7 +4,9 @@ A Python spine (checked and narrowed by ``spine``) is registered (DuckDB) or upl
 temporary table (PostgreSQL); the features come back in spine order and are put next to the
 spine's own columns, untouched. A spine in the warehouse is read the same way where that is
 cheap (``READ_HERE``), else joined in the warehouse with all its columns by the single statement
-that ``sql`` prints. Either way the SQL is the one of ``pit.point_in_time_query``.
+that ``sql`` prints (on PostgreSQL, each view read there by ``LATERAL`` where an index serves
+it, as the Python path reads it: ``pit_lateral``). Either way the SQL is the one of
+``pit.point_in_time_query``.
 """
 
 from __future__ import annotations
@@ -269,8 +271,10 @@ def _model_spine_set(wh: Warehouse, spine: ModelSpine, joins: list[pit.ViewJoin]
                      spine_timestamp: str | None, as_known_at: bool) -> pa.Table:
     columns = wh.describe(spine.relation)
     here = wh.dialect in SORTED_HERE
+    # Each view by LATERAL where an index serves it, as the Python path reads it (pit_lateral).
+    matching = tuple("lateral" if pit_lateral.pays(wh, join) else "range" for join in joins)
     sql = training_query_sql(spine, columns, joins, wh.dialect, spine_timestamp,
-                             as_known_at=as_known_at, ordered=not here)
+                             as_known_at=as_known_at, ordered=not here, matching=matching)
     found = _fetch(wh, sql, joins, here)
     for join in joins:
         for feature, out in join.outputs:
@@ -314,10 +318,11 @@ def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
                        joins: list[pit.ViewJoin], dialect: str,
                        spine_timestamp: str | None, *, pretty: bool = False,
                        source_dialect: str | None = None, as_known_at: bool = False,
-                       ordered: bool = True) -> str:
+                       ordered: bool = True, matching: str | tuple[str, ...] = "range") -> str:
     """The SQL of a training set whose spine is a relation (what ``dbt-features sql`` prints);
     ``source_dialect``: the target's, in which ephemeral views' compiled SQL is written;
-    ``ordered=False``: unsorted, the sort key first (``pit.point_in_time_query``)."""
+    ``ordered=False``: unsorted, the sort key first; ``matching``: each view's form (both
+    ``pit.point_in_time_query``)."""
     where = f"spine model {spine.name} ({spine.relation})"
     if columns is None:
         raise UsageError(
@@ -335,7 +340,7 @@ def training_query_sql(spine: ModelSpine, columns: dict[str, str] | None,
         pit.Spine(table=pit.relation_table(spine.relation), columns=tuple(columns), timestamp=ts,
                   timestamp_kind=kinds[ts]),
         joins, dialect, source_dialect=source_dialect or dialect, as_known_at=as_known_at,
-        ordered=ordered,
+        ordered=ordered, matching=matching,
     )
     return pit.to_sql(query, dialect, pretty=pretty)
 

@@ -18,7 +18,11 @@ Against, in the same rounds, the raw queries a PostgreSQL user would write for t
 over the spine copied into a temporary table (no tie-break, fetched by psycopg2 as rows): the
 join on key and time window with ``DISTINCT ON`` per spine row and, with the index only (without
 it each spine row scans the table), ``LEFT JOIN LATERAL (... ORDER BY ts DESC LIMIT 1)``.
-Prints medians and ratios; asserts no time.
+
+Then the same for a spine that is a dbt model (``labels``, SPINE rows over the same span, and
+``labels_recent``, its latest tenth): ``get_training_set("labels", ...)`` runs the single
+statement in PostgreSQL (each view by ``LATERAL`` where the index serves it), against the same
+raw queries reading the model's table in place. Prints medians and ratios; asserts no time.
 """
 
 from __future__ import annotations
@@ -44,8 +48,16 @@ select (i % {entities})::bigint as entity_id,
 from generate_series(0::bigint, {rows} - 1) as t(i)
 """
 
+LABELS = """select ((i * 7919) % {entities})::bigint as entity_id,
+       timestamp '2026-01-01' - make_interval(secs => ((i * 104729) % {span})::double precision) as at
+from generate_series(0::bigint, {spine} - 1) as t(i)
+"""
+LABELS_RECENT = """select * from {{ ref('labels') }}
+where at >= (select max(at) - (max(at) - min(at)) * 0.1 from {{ ref('labels') }})
+"""
 
-def build(root: Path, schema: str, rows: int, entities: int) -> Path:
+
+def build(root: Path, schema: str, rows: int, entities: int, spine: int) -> Path:
     project = root / "pg_bench"
     (project / "models").mkdir(parents=True)
     (project / "dbt_project.yml").write_text(
@@ -56,6 +68,9 @@ def build(root: Path, schema: str, rows: int, entities: int) -> Path:
         "      host: 127.0.0.1\n      port: 5432\n      user: postgres\n      password: ''\n"
         f"      dbname: test\n      schema: {schema}\n      threads: 1\n")
     (project / "models" / "events.sql").write_text(EVENTS.format(rows=rows, entities=entities))
+    span = rows // entities * 200000
+    (project / "models" / "labels.sql").write_text(LABELS.format(spine=spine, entities=entities, span=span))
+    (project / "models" / "labels_recent.sql").write_text(LABELS_RECENT)
     done = subprocess.run([str(BIN / "dbt"), "run", "--project-dir", str(project),
                            "--profiles-dir", str(project), "--quiet"], cwd=project,
                           capture_output=True, text=True)
@@ -100,6 +115,16 @@ RAW = {
 }
 
 
+def raw_over_model(con, schema: str, model: str, kind: str) -> int:
+    """A raw query reading the spine model's table in place, its rows numbered in the query."""
+    numbered = f'with s as (select row_number() over () as row, entity_id, at from "{schema}".{model}) '
+    with con.cursor() as cur:
+        cur.execute(numbered + RAW[kind].format(schema=schema))
+        n = len(cur.fetchall())
+    con.commit()
+    return n
+
+
 def raw(con, schema: str, spine, kind: str) -> int:
     """A raw query, the spine copied into a temporary table first (timed with it)."""
     import io
@@ -135,7 +160,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            project = build(Path(tmp), schema, args.rows, args.entities)
+            project = build(Path(tmp), schema, args.rows, args.entities, args.spine)
             print(f"built {args.rows:,} rows ({args.entities:,} entities, {span_days} days) with "
                   f"dbt run in {time.perf_counter() - started:.1f} s", flush=True)
             store = FeatureStore(project_dir=str(project))
@@ -148,20 +173,26 @@ def main() -> None:
                         cur.execute(f'create index on "{schema}".events (entity_id, ts)')
                         cur.execute(f'analyze "{schema}".events')
                     con.commit()
-                for share, label in ((1.0, "whole spine"), (0.1, "latest tenth")):
+                kinds = list(RAW) if index != "no index" else ["raw DISTINCT ON"]
+                for share, label, model in ((1.0, "whole spine", "labels"),
+                                            (0.1, "latest tenth", "labels_recent")):
                     rows = latest_share(spine, share)
                     sides = {"ours": lambda: store.get_training_set(rows, ["events:*"],
-                                                                     spine_timestamp="at").num_rows}
-                    for kind in RAW if index != "no index" else ["raw DISTINCT ON"]:
+                                                                     spine_timestamp="at").num_rows,
+                             "ours, spine model": lambda model=model: store.get_training_set(
+                                 model, ["events:*"], spine_timestamp="at").num_rows}
+                    for kind in kinds:
                         sides[kind] = lambda kind=kind: raw(con, schema, rows, kind)
+                        sides[f"{kind}, spine model"] = lambda kind=kind, model=model: raw_over_model(
+                            con, schema, model, kind)
                     for r in range(args.repeat):
                         for side in (sides if r % 2 == 0 else dict(reversed(list(sides.items())))):
                             t0 = time.perf_counter()
                             n = sides[side]()
                             seconds = time.perf_counter() - t0
                             results.setdefault((index, label, side), []).append(seconds)
-                            print(f"  {index}, {label} ({rows.num_rows:,} rows), {side}: "
-                                  f"{seconds:.2f} s ({n:,} rows)", flush=True)
+                            print(f"  {index}, {label}, {side}: {seconds:.2f} s ({n:,} rows)",
+                                  flush=True)
             report(results)
     finally:
         with con.cursor() as cur:
@@ -173,13 +204,14 @@ def main() -> None:
 def report(results: dict[tuple[str, str, str], list[float]]) -> None:
     print("\nmedian seconds, and ours against each raw query:")
     for index, label in dict.fromkeys((i, l) for i, l, _ in results):
-        ours = statistics.median(results[(index, label, "ours")])
-        line = f"  {index:26s} {label:14s} ours {ours:6.2f} s"
-        for kind in RAW:
-            if (index, label, kind) in results:
-                other = statistics.median(results[(index, label, kind)])
-                line += f" | {kind} {other:6.2f} s: {ours / other:5.2f}x"
-        print(line)
+        for spine in ("", ", spine model"):
+            ours = statistics.median(results[(index, label, "ours" + spine)])
+            line = f"  {index:26s} {label + spine:26s} ours {ours:6.2f} s"
+            for kind in RAW:
+                if (index, label, kind + spine) in results:
+                    other = statistics.median(results[(index, label, kind + spine)])
+                    line += f" | {kind} {other:6.2f} s: {ours / other:5.2f}x"
+            print(line)
 
 
 if __name__ == "__main__":

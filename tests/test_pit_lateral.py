@@ -109,3 +109,13 @@ def test_a_spine_in_the_warehouse_reads_an_indexed_view_by_lateral(pg_schema: st
     assert indexed == plain and sum(r["f"] is not None for r in plain) > 10
     assert not any("LEFT JOIN LATERAL" in s for s in before)
     assert any("LEFT JOIN LATERAL" in s for s in after)
+
+
+def test_our_session_runs_in_utc_without_jit() -> None:
+    """PostgreSQL's JIT compiles a training statement for longer than it saves (``PG_SESSION``)."""
+    wh = postgres_warehouse()
+    try:
+        settings = wh.arrow("select current_setting('TimeZone') as tz, current_setting('jit') as jit")
+    finally:
+        wh.close()
+    assert settings.to_pylist() == [{"tz": "UTC", "jit": "off"}]

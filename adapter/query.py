@@ -8,8 +8,10 @@ clock and time zone never enter, and the Redis expiries agree with the query.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.errors import ParseError
@@ -19,6 +21,7 @@ from dbt_features.errors import DefinitionError
 from dbt_features.training import compiled_query
 from dbt_features.registry import Column, FeatureView
 from dbt_features.types import logical_type
+from dbt_features.warehouse import Observed
 
 from .latest_ranking import first_of_each
 
@@ -57,10 +60,12 @@ def latest_query(
     from_sql: bool = False,
     shard: tuple[int, int] | None = None,
     shard_buckets: int | None = None,
+    source: str | None = None,
 ) -> str:
     """SQL selecting, per entity, its latest row (``pit.recency_order``) with ``event time <=
     now`` and (with a ttl) ``event time >= now - ttl`` (both inclusive, as training sets). An
     incremental sync reads only the rows that ``since`` had not settled (``_unsettled``).
+    ``source``: the name to read the view's rows by (``observed_rows``).
     ``shard=(k, n)`` keeps the entities whose key hash is in the k-th of n ranges (DuckDB only:
     see ``SHARDED_DIALECTS``); with ``shard_buckets`` (a single integer key), whose online-store
     bucket (``layout.locate``) is: each bucket's rows then come in one shard, so a batch
@@ -85,13 +90,15 @@ def latest_query(
         exp.select(*(_col(n) for n in wanted), exp.alias_(
             exp.Window(this=exp.Max(this=_col(ts.name)), partition_by=keys), latest_at,
             quoted=True))
-        .from_(_source(view, dialect, from_sql))
+        .from_(_source(view, dialect, from_sql) if source is None else exp.to_table(
+            source, quoted=True, dialect=dialect))
         .where(exp.and_(*conditions))
     )
-    source = at_latest.subquery(exp.to_identifier(AT_LATEST, quoted=True))
+    ranked = at_latest.subquery(exp.to_identifier(AT_LATEST, quoted=True))
     on_latest = exp.EQ(this=_col(ts.name), expression=_col(latest_at))
     rank_name = _fresh_name("_dbt_features_rank", wanted)
-    return first_of_each(view, dialect, wanted, source, on_latest, rank_name).sql(dialect=dialect)
+    return first_of_each(view, dialect, wanted, ranked, on_latest, rank_name).sql(dialect=dialect)
+
 
 
 def entity_count_query(view: FeatureView, dialect: str, now: datetime, *,
@@ -231,9 +238,7 @@ def digest_query(view: FeatureView, dialect: str, now: datetime, since: Boundary
             exp.GTE(this=_col(ts.name), expression=_moment(lowest, ts, dialect))]
     source, present = _source(view, dialect, from_sql), exp.and_(*_present(view), *older)
     if dialect in DIGEST_SUM:  # hashed once per row, summed in parts
-        name = _fresh_name("_dbt_features_row_hash", served_columns(view))
-        hashed = exp.select(*(_col(c) for c in served_columns(view)),
-                            exp.alias_(row_hash, name, quoted=True)).from_(source).where(present)
+        hashed, name = _hashed_rows(view, dialect, source, present)
         source, present = hashed.subquery(exp.to_identifier(HASHED, quoted=True)), None
         row_hash = _col(name)
     settled_now = None if since is None else exp.and_(*_event_between(view, dialect, floor, now))
@@ -251,6 +256,16 @@ def digest_query(view: FeatureView, dialect: str, now: datetime, since: Boundary
         names.append(ENTITIES)
     query = exp.select(*(exp.alias_(c, n, quoted=True) for c, n in zip(columns, names))).from_(source)
     return (query.where(present) if present is not None else query).sql(dialect=dialect)
+
+
+def _hashed_rows(view: FeatureView, dialect: str, source: exp.Expression,
+                 where: exp.Expression) -> tuple[exp.Select, str]:
+    """The served columns and the row hash (``_row_hash``) of the rows meeting ``where``, and
+    the name of that hash's column."""
+    name = _fresh_name("_dbt_features_row_hash", served_columns(view))
+    return (exp.select(*(_col(c) for c in served_columns(view)),
+                       exp.alias_(_row_hash(view, dialect), name, quoted=True))
+            .from_(source).where(where), name)
 
 
 def _lowest_floor(floor: datetime | None, since: Boundary | None) -> datetime | None:
@@ -312,22 +327,26 @@ def _sum_in_parts(values: exp.Expression) -> exp.Expression:
     overflows: an error under ANSI mode). The same number as a DECIMAL sum of each value, which
     measured 3.7-4.2 s where this took 1.6-2.7 s (Spark local, 10M rows, with the row hash
     computed once per row in a subquery)."""
-    mask = exp.Literal.number(2 ** LOW_BITS - 1)
     decimal = exp.DataType.build("DECIMAL(38, 0)")
-    parts = [
-        exp.Anonymous(this="SHIFTRIGHT", expressions=[values.copy(), exp.Literal.number(2 * LOW_BITS)]),
-        exp.BitwiseAnd(this=exp.Anonymous(this="SHIFTRIGHT", expressions=[
-            values.copy(), exp.Literal.number(LOW_BITS)]), expression=mask.copy()),
-        exp.BitwiseAnd(this=values.copy(), expression=mask.copy()),
-    ]
     total: exp.Expression | None = None
-    for part, shift in zip(parts, (2 * LOW_BITS, LOW_BITS, 0)):
+    for part, shift in zip(_parts(values), (2 * LOW_BITS, LOW_BITS, 0)):
         term: exp.Expression = exp.cast(exp.Sum(this=part), decimal.copy())
         if shift:
             term = exp.Mul(this=term, expression=exp.cast(exp.Literal.number(2 ** shift), decimal.copy()))
         total = term if total is None else exp.Add(this=total, expression=term)
     assert total is not None
     return total
+
+
+def _parts(values: exp.Expression) -> list[exp.Expression]:
+    """``_sum_in_parts``' parts of each value: high (signed), middle and low."""
+    mask = exp.Literal.number(2 ** LOW_BITS - 1)
+    return [
+        exp.Anonymous(this="SHIFTRIGHT", expressions=[values.copy(), exp.Literal.number(2 * LOW_BITS)]),
+        exp.BitwiseAnd(this=exp.Anonymous(this="SHIFTRIGHT", expressions=[
+            values.copy(), exp.Literal.number(LOW_BITS)]), expression=mask.copy()),
+        exp.BitwiseAnd(this=values.copy(), expression=mask),
+    ]
 
 
 DIGEST_SUM = {"spark": _sum_in_parts, "databricks": _sum_in_parts}
@@ -347,6 +366,41 @@ ROW_HASH = {
 }
 """Dialect -> the row hash of ``digest_query`` (order-independent sums of it detect changes)."""
 
+
+OBSERVED_PARTS = ("rows", "digest_high", "digest_middle", "digest_low", "watermark_us", ENTITIES)
+
+
+def observed_rows(view: FeatureView, dialect: str, now: datetime, *,
+                  from_sql: bool = False) -> Observed:
+    """A full refresh's read and its ``digest_query`` in one scan, where the warehouse observes
+    a read (``Warehouse.observes``; the dialects of ``DIGEST_SUM``): the rows of the new
+    digest's window, which ``latest_query`` then reads by name (``source``), and over them
+    their count, the digest's sums in parts (``_sum_in_parts``; ``observed_digest`` adds them
+    up), the watermark in microseconds and the entity estimate. Measured on Spark local mode
+    (10M rows, 100k entities): 0.4-1.3 s above the bare read, where the digest's own pass took
+    1.4-2.5 s."""
+    assert view.timestamp is not None and dialect in DIGEST_SUM
+    window = [*_present(view), *_event_between(view, dialect, digest_floor(view, now), now)]
+    rows, hashed = _hashed_rows(view, dialect, _source(view, dialect, from_sql), exp.and_(*window))
+    changed = exp.cast(_col(_change_column(view).name), exp.DataType.Type.TIMESTAMP)
+    parts = [
+        exp.Count(this=exp.Star()),
+        *(exp.Sum(this=part) for part in _parts(_col(hashed))),
+        exp.Max(this=exp.Anonymous(this="UNIX_MICROS", expressions=[changed])),
+        _entity_estimate(view, dialect, None),
+    ]
+    return Observed(
+        source=rows.sql(dialect=dialect), name=f"_dbt_features_observed_{uuid.uuid4().hex[:12]}",
+        keys=tuple(view.entity.key_names),
+        aggregates=tuple((n, p.sql(dialect=dialect)) for n, p in zip(OBSERVED_PARTS, parts)))
+
+
+def observed_digest(values: dict[str, Any]) -> str:
+    """The digest ``digest_query`` gives, as text, from ``observed_rows``' parts."""
+    if not values["rows"]:
+        return "0"
+    high, middle, low = (int(values[n] or 0) for n in OBSERVED_PARTS[1:4])
+    return str((high << 2 * LOW_BITS) + (middle << LOW_BITS) + low)
 
 SHARDED_DIALECTS = {"duckdb": "HASH"}
 """In-process engines, whose query memory is ours: a big view is synced in several passes, each

@@ -47,7 +47,7 @@ from .micros import iso_micros
 from .routing import BucketWriters
 from .scripts import WRITE_IF_NEWER
 from .servable import check_servable
-from .sync_plan import SyncPlan, plan_sync, reads_relation
+from .sync_plan import SyncPlan, observed_plan, plan_sync, reads_relation
 from .warehouse_read import bounded_memory, latest_batches
 from .writer import (Grouped, PipelinedWriter, bucket_spans, bulk, evalsha_commands, fixed_spans,
                      full_hint, hset_commands, pexpireat_commands)
@@ -165,7 +165,7 @@ def sync_view(
                                  from_sql=options.from_sql)
                 gen = new_generation(online, view.name, plan, now)
                 try:
-                    stats = _stream(online, view, warehouse, plan, gen, options, lock)
+                    stats, plan = _stream(online, view, warehouse, plan, gen, options, lock)
                 except WarehouseValueError as exc:
                     raise WarehouseValueError(f"feature view {view.name!r} ({view.file}): "
                                               f"{exc.message}", columns=exc.columns) from exc
@@ -199,12 +199,13 @@ class _Stats:
 def _stream(
     online: "OnlineStore", view: FeatureView, warehouse: Warehouse, plan: SyncPlan, gen: str,
     options: SyncOptions, lock: SyncLock,
-) -> _Stats:
+) -> tuple[_Stats, SyncPlan]:
+    """Read and write every row; the plan as completed by a read that observes its digest
+    (``sync_plan.observed_plan``: the buckets are sized once the first rows come)."""
     assert view.timestamp is not None
-    encoder = BlobEncoder(plan.schema)
     created = view.created_timestamp.name if view.created_timestamp else None
     stats = _Stats()
-    writes = _Writes.open(online, view, plan, gen)
+    writes: _Writes | None = None
     broken = True
     try:
         with latest_batches(warehouse, plan.read, options.batch_size) as batches:
@@ -216,6 +217,9 @@ def _stream(
                     )
                 if batch.num_rows == 0:
                     continue
+                if writes is None:
+                    plan = _observed(plan, warehouse, sized=False)
+                    writes, encoder = _Writes.open(online, view, plan, gen), BlobEncoder(plan.schema)
                 blobs, ets = _encode(encoder, batch, view, created)
                 buckets, fields = locate_batch(batch, view.entity.key_names,
                                                plan.schema.key_dtypes, plan.schema.buckets)
@@ -223,11 +227,20 @@ def _stream(
                 stats.rows += batch.num_rows
                 if options.progress is not None:
                     options.progress(view.name, stats.rows)
+        plan = _observed(plan, warehouse, sized=writes is not None)  # the final values
+        writes = writes or _Writes.open(online, view, plan, gen)
         writes.finish(stats)
         broken = False
     finally:
-        writes.writers.close(broken=broken)
-    return stats
+        if writes is not None:
+            writes.writers.close(broken=broken)
+    return stats, plan
+
+
+def _observed(plan: SyncPlan, warehouse: Warehouse, *, sized: bool) -> SyncPlan:
+    if plan.read.observed is None:
+        return plan
+    return observed_plan(plan, warehouse.observed_values(plan.read.observed), sized=sized)
 
 
 @dataclass

@@ -14,8 +14,10 @@ A view stored in an older key layout (``codec.FORMAT_VERSION``) always gets a fu
 which says so. A full refresh counts (where the engine can, estimates: ``query.ESTIMATED_COUNT``)
 the entities first, to size the new generation's buckets (``layout.bucket_count``); one known
 before the digest's pass (asked for, a first sync, a changed definition) estimates them in that
-pass, which the sync needs anyway to record what it settled. An incremental sync writes into the
-served generation's buckets.
+pass, which the sync needs anyway to record what it settled; where the warehouse observes a read
+(a dbt-spark session: ``Warehouse.observes``), such a full refresh runs no pass at all, its read
+computing both over the rows it scans (``query.observed_rows``, ``observed_plan``). An
+incremental sync writes into the served generation's buckets.
 
 NULL created times are compared like any other row: a new row with a NULL created time at or
 before the watermark makes the next sync a full refresh (it cannot be placed after the
@@ -26,18 +28,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from dbt_features.errors import WarehouseError
 from dbt_features.registry import FeatureView
-from dbt_features.warehouse import Warehouse
+from dbt_features.warehouse import Observed, Warehouse
 
 from .codec import FORMAT_VERSION, Schema, schema_version
 from .layout import bucket_count, integer_keyed
 from .micros import from_micros, moment_micros, to_micros
-from .query import (ENTITIES, ESTIMATED_COUNT, SHARDED_DIALECTS, Boundary, digest_floor,
-                    digest_query, entity_count_query, latest_query)
+from .query import (DIGEST_SUM, ENTITIES, ESTIMATED_COUNT, SHARDED_DIALECTS, Boundary,
+                    digest_floor, digest_query, entity_count_query, latest_query, observed_digest,
+                    observed_rows)
 
 SHARD_ROWS = 2_000_000
 """In-process warehouses (DuckDB) read at most about this many rows per pass (a pass that
@@ -101,6 +105,9 @@ class LatestRead:
     shards: int
     shard_buckets: int | None = None
     """The bucket count, when shards follow the online store's buckets (``query.latest_query``)."""
+    observed: Observed | None = None
+    """A full refresh whose digest and entity estimate are observed during the read (``sql``
+    then reads them by name: ``query.observed_rows``)."""
 
     @property
     def shardable(self) -> bool:
@@ -108,7 +115,8 @@ class LatestRead:
 
     def sql(self, shard: tuple[int, int] | None = None) -> str:
         return latest_query(self.view, self.dialect, self.now, since=self.since,
-                            from_sql=self.from_sql, shard=shard, shard_buckets=self.shard_buckets)
+                            from_sql=self.from_sql, shard=shard, shard_buckets=self.shard_buckets,
+                            source=None if self.observed is None else self.observed.name)
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,12 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
                           schema_version(meta.get("schema")), to_micros(now))
     since = previous.boundary if reason is None else None
     dialect = warehouse.dialect
+    if reason is not None and warehouse.observes and dialect in DIGEST_SUM:
+        observed = observed_rows(view, dialect, now, from_sql=from_sql)
+        read = LatestRead(view, dialect, now, None, from_sql, 1, observed=observed)
+        return SyncPlan(full=True, reason=reason, schema=schema, signature=sig, read=read,
+                        state=SyncState(to_micros(now)), current_id=current,
+                        previous_gen=meta.get("gen"))
     counted = reason is not None and dialect in ESTIMATED_COUNT  # in the digest's pass
     row = warehouse.arrow(digest_query(view, dialect, now, since, from_sql=from_sql,
                                        entities=counted)).to_pylist()[0]
@@ -172,6 +186,25 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
         signature=sig, read=read, state=state, current_id=current,
         previous_gen=meta.get("gen") if reason is not None else None,
     )
+
+
+def observed_plan(plan: SyncPlan, values: dict[str, Any] | None, *, sized: bool) -> SyncPlan:
+    """``plan`` (a read that observes its digest) with what the read observed: the state to
+    record and, unless ``sized`` (rows are written already), the generation's buckets sized for
+    the entities. Observed before the first row is written and again once the read has ended
+    (the values are final before the first row comes: ``spark_read.observed_frame``)."""
+    assert plan.read.observed is not None
+    if values is None:
+        raise WarehouseError(
+            f"the warehouse returned rows of feature view {plan.read.view.name!r} before the "
+            "aggregates it observes over them (a bug of ours: please report it); nothing was "
+            "written to the online store")
+    floor = digest_floor(plan.read.view, plan.read.now)
+    state = SyncState(plan.state.now_us, values["watermark_us"], int(values["rows"] or 0),
+                      observed_digest(values), None if floor is None else to_micros(floor))
+    if not sized:
+        plan = replace(plan, schema=Schema.of(plan.read.view, bucket_count(int(values[ENTITIES] or 0))))
+    return replace(plan, state=state)
 
 
 def _full_reason(asked: bool, current: str | None, changed: bool, previous: SyncState,

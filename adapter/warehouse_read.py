@@ -79,6 +79,9 @@ def latest_batches(warehouse: Warehouse, read: LatestRead,
 def _batches(warehouse: Warehouse, read: LatestRead, batch_size: int) -> Iterator[pa.RecordBatch]:
     """A shard the engine cannot hold in its memory limit is read again as its two halves
     (``query._shard_condition``; writes are idempotent: the same keys, the same values)."""
+    if read.observed is not None:
+        yield from warehouse.observed_batches(read.sql(), read.observed, batch_size)
+        return
     pending: list[tuple[int, int] | None] = (
         [(k, read.shards) for k in range(read.shards)] if read.shards > 1 else [None])
     while pending:

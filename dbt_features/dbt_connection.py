@@ -30,8 +30,8 @@ from .errors import WarehouseError
 from .pg_values import rows_to_arrow
 from .relation import Relation
 from .pit import relation_table
-from .spark_read import frame_batches, frame_table, session_frame
-from .warehouse import (Warehouse, _spine_name, create_temporary_table, dialect_for,
+from .spark_read import frame_batches, frame_table, observed_frame, observed_values, session_frame
+from .warehouse import (Observed, Warehouse, _spine_name, create_temporary_table, dialect_for,
                         spine_column_type)
 
 SPINE_CHUNK = 1_000
@@ -95,6 +95,8 @@ class DbtConnectionWarehouse(Warehouse):
         self.dialect = dialect_for(adapter_type)  # type: ignore[misc]
         self._manager, self.connection = _open(target, adapter_type, credentials)
         self._spark_session = _is_spark_session(adapter_type, credentials)
+        self.observes = self._spark_session
+        self._observed: dict[str, Any] = {}
         self.handle = self.connection.handle
         if self.dialect in SESSION_SETUP:
             with self._cursor(SESSION_SETUP[self.dialect]):
@@ -152,6 +154,26 @@ class DbtConnectionWarehouse(Warehouse):
             for rows in self._wrapped(_row_chunks(cur, batch_size)):
                 if rows:
                     yield from self._table(cur, rows).to_batches()
+
+    def observed_batches(self, sql: str, observed: Observed,
+                         batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+        if not self._spark_session:
+            raise WarehouseError(f"{self.adapter_type} cannot observe a read here")
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.getOrCreate()  # the session dbt's connection runs in
+        try:
+            frame = self._observed[observed.name] = observed_frame(spark, sql, observed)
+        except Exception as exc:  # noqa: BLE001 - Spark's own error types, wrapped here
+            raise self._failed(exc) from exc
+        try:
+            yield from self._wrapped(frame_batches(frame, batch_size))
+        finally:  # the frame keeps its plan: its metrics stay readable
+            _quietly(lambda: spark.catalog.dropTempView(observed.name))
+
+    def observed_values(self, observed: Observed) -> dict[str, Any] | None:
+        frame = self._observed.get(observed.name)
+        return None if frame is None else observed_values(frame, observed)
 
     def _wrapped(self, items: Iterator[Any]) -> Iterator[Any]:
         """``items``, a driver's error while making the next one wrapped."""

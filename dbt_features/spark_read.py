@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
+from .warehouse import Observed
+
 
 def session_frame(cursor: Any) -> Any | None:
     """The DataFrame behind an executed dbt-spark ``session`` cursor (its connection wrapper
@@ -52,6 +54,30 @@ def frame_batches(frame: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
         yield pa.RecordBatch.from_arrays(
             [column.cast(field.type) for column, field in zip(batch.columns, wanted)],
             schema=wanted)
+
+
+def observed_frame(spark: Any, sql: str, observed: Observed) -> Any:
+    """``sql`` as a DataFrame reading ``observed.source`` (a temporary view named
+    ``observed.name``) with Spark's observed metrics: aggregates computed by the tasks that
+    scan it, no other pass. The source is repartitioned by ``observed.keys`` (the window the
+    query runs over them reuses that exchange): every scan task has then finished, and the
+    metrics are final, before the first row of the result is computed."""
+    from pyspark.sql import functions as F
+
+    source = spark.sql(observed.source).observe(
+        observed.name, *(F.expr(text).alias(name) for name, text in observed.aggregates))
+    keys = (F.col("`" + key.replace("`", "``") + "`") for key in observed.keys)
+    source.repartition(*keys).createOrReplaceTempView(observed.name)
+    return spark.sql(sql)
+
+
+def observed_values(frame: Any, observed: Observed) -> dict[str, Any] | None:
+    """The metrics ``observed_frame`` collects, by name (None until the scan has run)."""
+    found = frame._jdf.queryExecution().observedMetrics().get(observed.name)
+    if found.isEmpty():
+        return None
+    row = found.get()
+    return {name: row.get(i) for i, (name, _) in enumerate(observed.aggregates)}
 
 
 def _generic(schema: pa.Schema) -> pa.Schema:

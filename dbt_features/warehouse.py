@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -55,11 +56,28 @@ def dialect_for(adapter_type: str) -> str:
     return DIALECTS.get(adapter_type, adapter_type)
 
 
+@dataclass(frozen=True)
+class Observed:
+    """Aggregates of a query's input rows, computed while the query reads them (one scan).
+
+    ``source`` (SQL) is the input, which the query reads by ``name``; ``keys``: the query
+    needs its rows grouped by these columns (they are redistributed by them, the step after
+    which every aggregate is complete); ``aggregates``: output name -> aggregate SQL over
+    ``source``'s columns."""
+
+    source: str
+    name: str
+    keys: tuple[str, ...]
+    aggregates: tuple[tuple[str, str], ...]
+
+
 class Warehouse:
     """A live connection to the target's warehouse. Use as a context manager."""
 
     adapter_type: ClassVar[str] = ""
     dialect: ClassVar[str] = ""
+    observes = False
+    """Whether ``observed_batches`` is supported (a dbt-spark ``session``)."""
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -88,6 +106,17 @@ class Warehouse:
         raise NotImplementedError  # pragma: no cover
 
     def batches(self, sql: str, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+        raise NotImplementedError  # pragma: no cover
+
+    def observed_batches(self, sql: str, observed: Observed,
+                         batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+        """``batches`` of ``sql``, which reads ``observed.source`` by ``observed.name``;
+        ``observed_values(observed)`` holds the aggregates once the first batch has come (or
+        the read has ended)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def observed_values(self, observed: Observed) -> dict[str, Any] | None:
+        """The aggregates of the last ``observed_batches`` of ``observed``; None before."""
         raise NotImplementedError  # pragma: no cover
 
     def interrupt(self) -> None:

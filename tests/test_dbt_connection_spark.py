@@ -143,8 +143,20 @@ def test_as_known_at_training_sets_on_spark_match_the_reference(spark_store: Any
 
 
 def test_sync_reads_and_verify_on_spark(spark_store: Any, redis_prefix: str) -> None:
+    from dbt_features.serving.micros import from_micros
+    from dbt_features.serving.query import digest_query
+
     first = spark_store.sync()[0]
     assert first.mode == "full" and first.entities > 0
+    # The full refresh observed its digest in its read (``query.observed_rows``): what it
+    # recorded is what the digest's own pass gives for the same moment.
+    online, view = spark_store.online, spark_store.registry.view("events")
+    meta = {k.decode(): v.decode() for k, v in online.client.hgetall(online.keys.meta("events")).items()}
+    now = from_micros(int(meta["boundary_now_us"]))
+    with spark_store.warehouse() as wh:
+        passed = wh.arrow(digest_query(view, "spark", now, None)).to_pylist()[0]
+    assert (int(meta["settled_rows"]), meta["settled_digest"]) == (passed["rows"], passed["digest"])
+    assert from_micros(int(meta["watermark_us"])) == passed["watermark"] and passed["rows"] > 100
     again = spark_store.sync()[0]
     assert again.mode == "incremental" and again.keys == first.keys
     report = spark_store.verify(sample=200)
@@ -184,6 +196,26 @@ def test_spark_results_are_read_as_arrow_a_partition_at_a_time(spark_warehouse: 
     assert whole.column("d").to_pylist()[:3] == [0.0, 0.25, 0.5]
     assert all(b.schema == whole.schema and b.num_rows <= 400 for b in batches)
     assert len(batches) >= 7 and pa.Table.from_batches(batches).equals(whole)
+
+
+def test_an_observed_read_has_its_aggregates_before_its_first_rows(spark_warehouse: Any) -> None:
+    """``observed_batches``: the aggregates over the query's input are final once the first
+    batch has come (the input is redistributed by the keys before the query reads it), and the
+    same at the end; a query that fails is a WarehouseError."""
+    from dbt_features.errors import WarehouseError
+    from dbt_features.warehouse import Observed
+
+    observed = Observed("SELECT id, id % 7 AS k FROM range(0, 50000, 1, 4)", "observed_t", ("k",),
+                        (("n", "COUNT(*)"), ("total", "SUM(id)"), ("top", "MAX(id)")))
+    exact = {"n": 50_000, "total": sum(range(50_000)), "top": 49_999}
+    with spark_warehouse() as wh:
+        batches = wh.observed_batches("SELECT k, MAX(id) AS m FROM observed_t GROUP BY k", observed, 2)
+        first = next(batches)
+        assert first.num_rows <= 2 and wh.observed_values(observed) == exact
+        rows = first.num_rows + sum(b.num_rows for b in batches)
+        assert rows == 7 and wh.observed_values(observed) == exact
+        with pytest.raises(WarehouseError, match="spark query failed"):
+            list(wh.observed_batches("SELECT nope FROM observed_t", observed))
 
 
 def test_spark_sums_row_hashes_in_parts_exactly(spark_warehouse: Any) -> None:

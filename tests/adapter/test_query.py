@@ -134,6 +134,8 @@ def test_a_known_full_refresh_estimates_its_entities_in_the_digest_pass(dialect:
     from dbt_features.serving.sync_plan import plan_sync
 
     class Recording:
+        observes = False  # the digest's own pass (a Spark session observes it in the read)
+
         def __init__(self) -> None:
             self.dialect, self.queries = dialect, []
 
@@ -234,3 +236,17 @@ def test_ranking_only_the_tied_entities_returns_what_ranking_all_does(rows: list
 
     assert latest_ranking.TIES_APART == {"duckdb"}
     assert repr(latest(latest_ranking.TIES_APART)) == repr(latest(set()))
+
+
+@given(st.lists(st.integers(-2**63, 2**63 - 1), max_size=50))
+def test_observed_digest_adds_up_the_parts_to_the_exact_sum(values: list[int]) -> None:
+    """The parts a read observes (``observed_rows``: Spark's arithmetic shifts and masks of
+    each 64-bit row hash, summed) add up to the sum ``digest_query`` records, as text; "0"
+    over no rows, as the digest's own pass records it."""
+    from dbt_features.serving.query import LOW_BITS, observed_digest
+
+    mask = 2 ** LOW_BITS - 1
+    parts = {"rows": len(values), "digest_high": sum(v >> 2 * LOW_BITS for v in values) if values else None,
+             "digest_middle": sum((v >> LOW_BITS) & mask for v in values) if values else None,
+             "digest_low": sum(v & mask for v in values) if values else None}
+    assert observed_digest(parts) == (str(sum(values)) if values else "0")

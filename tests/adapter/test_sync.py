@@ -305,7 +305,7 @@ def test_a_shard_out_of_memory_is_read_again_as_its_two_halves() -> None:
     from dbt_features.serving import warehouse_read
 
     class Read:
-        shards, shardable = 2, True
+        shards, shardable, observed = 2, True, None
 
         def sql(self, shard: tuple[int, int]) -> tuple[int, int]:
             return shard

@@ -216,6 +216,11 @@ def test_an_observed_read_has_its_aggregates_before_its_first_rows(spark_warehou
         assert rows == 7 and wh.observed_values(observed) == exact
         with pytest.raises(WarehouseError, match="spark query failed"):
             list(wh.observed_batches("SELECT nope FROM observed_t", observed))
+        # No rows (every row out of the window): no batch, and the aggregates of none.
+        empty = Observed("SELECT id, id % 7 AS k FROM range(0, 0)", "observed_e", ("k",),
+                         observed.aggregates)
+        assert list(wh.observed_batches("SELECT k FROM observed_e", empty)) == []
+        assert wh.observed_values(empty) == {"n": 0, "total": None, "top": None}
 
 
 def test_spark_sums_row_hashes_in_parts_exactly(spark_warehouse: Any) -> None:

@@ -100,7 +100,6 @@ def latest_query(
     return first_of_each(view, dialect, wanted, ranked, on_latest, rank_name).sql(dialect=dialect)
 
 
-
 def entity_count_query(view: FeatureView, dialect: str, now: datetime, *,
                        from_sql: bool = False) -> str:
     """The number of entities ``latest_query`` returns for a full refresh (distinct keys with

@@ -2,7 +2,7 @@
 
 An incremental sync must leave Redis serving exactly what a full refresh would. Reading only the
 rows past a watermark does that if, and only if, no row the previous sync had taken into account
-was updated, deleted or joined late since. One aggregate pass (``query.digest_query``) checks it:
+was updated, deleted or joined late since. One aggregate pass (``digest.digest_query``) checks it:
 a row count and an order-independent digest of those rows, compared with the ones the previous
 sync recorded (with a ttl, over the rows a sync can still serve: ``query.digest_floor``). Any
 difference, and the sync is a full refresh that says why. Otherwise the new rows alone are
@@ -16,7 +16,7 @@ the entities first, to size the new generation's buckets (``layout.bucket_count`
 before the digest's pass (asked for, a first sync, a changed definition) estimates them in that
 pass, which the sync needs anyway to record what it settled; where the warehouse observes a read
 (a dbt-spark session: ``Warehouse.observes``), such a full refresh runs no pass at all, its read
-computing both over the rows it scans (``query.observed_rows``, ``observed_plan``). An
+computing both over the rows it scans (``digest.observed_rows``, ``observed_plan``). An
 incremental sync writes into the served generation's buckets.
 
 NULL created times are compared like any other row: a new row with a NULL created time at or
@@ -39,9 +39,9 @@ from dbt_features.warehouse import Observed, Warehouse
 from .codec import FORMAT_VERSION, Schema, schema_version
 from .layout import bucket_count, integer_keyed
 from .micros import from_micros, moment_micros, to_micros
-from .query import (DIGEST_SUM, ENTITIES, ESTIMATED_COUNT, SHARDED_DIALECTS, Boundary,
-                    digest_floor, digest_query, entity_count_query, latest_query, observed_digest,
-                    observed_rows)
+from .digest import DIGEST_SUM, digest_query, observed_digest, observed_rows
+from .query import (ENTITIES, ESTIMATED_COUNT, SHARDED_DIALECTS, Boundary, digest_floor,
+                    entity_count_query, latest_query)
 
 SHARD_ROWS = 2_000_000
 """In-process warehouses (DuckDB) read at most about this many rows per pass (a pass that
@@ -107,7 +107,7 @@ class LatestRead:
     """The bucket count, when shards follow the online store's buckets (``query.latest_query``)."""
     observed: Observed | None = None
     """A full refresh whose digest and entity estimate are observed during the read (``sql``
-    then reads them by name: ``query.observed_rows``)."""
+    then reads them by name: ``digest.observed_rows``)."""
 
     @property
     def shardable(self) -> bool:

@@ -144,11 +144,11 @@ def test_as_known_at_training_sets_on_spark_match_the_reference(spark_store: Any
 
 def test_sync_reads_and_verify_on_spark(spark_store: Any, redis_prefix: str) -> None:
     from dbt_features.serving.micros import from_micros
-    from dbt_features.serving.query import digest_query
+    from dbt_features.serving.digest import digest_query
 
     first = spark_store.sync()[0]
     assert first.mode == "full" and first.entities > 0
-    # The full refresh observed its digest in its read (``query.observed_rows``): what it
+    # The full refresh observed its digest in its read (``digest.observed_rows``): what it
     # recorded is what the digest's own pass gives for the same moment.
     online, view = spark_store.online, spark_store.registry.view("events")
     meta = {k.decode(): v.decode() for k, v in online.client.hgetall(online.keys.meta("events")).items()}
@@ -224,11 +224,11 @@ def test_an_observed_read_has_its_aggregates_before_its_first_rows(spark_warehou
 
 
 def test_spark_sums_row_hashes_in_parts_exactly(spark_warehouse: Any) -> None:
-    """The digest's sum of BIGINT row hashes (``query._sum_in_parts``) is the exact sum, as
+    """The digest's sum of BIGINT row hashes (``digest._sum_in_parts``) is the exact sum, as
     text, where a BIGINT sum would overflow; NULL over no rows, as ``SUM``."""
     from sqlglot import exp
 
-    from dbt_features.serving.query import _sum_in_parts
+    from dbt_features.serving.digest import _sum_in_parts
 
     def summed(values: str) -> Any:
         total = exp.cast(_sum_in_parts(exp.column("v")), exp.DataType.Type.TEXT)

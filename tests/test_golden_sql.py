@@ -20,7 +20,8 @@ from sqlglot import exp
 
 from dbt_features import pit, timestamps
 from dbt_features.registry import Column, Entity, Feature, FeatureView
-from dbt_features.serving.query import Boundary, digest_query, latest_query
+from dbt_features.serving.digest import digest_query
+from dbt_features.serving.query import Boundary, latest_query
 from dbt_features.warehouse import Relation
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from dbt_features.errors import DefinitionError
 from dbt_features.registry import Column, Entity, Feature, FeatureView
-from dbt_features.serving.query import Boundary, digest_query, latest_query
+from dbt_features.serving.digest import digest_query
+from dbt_features.serving.query import Boundary, latest_query
 from dbt_features.warehouse import Relation
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -243,7 +244,7 @@ def test_observed_digest_adds_up_the_parts_to_the_exact_sum(values: list[int]) -
     """The parts a read observes (``observed_rows``: Spark's arithmetic shifts and masks of
     each 64-bit row hash, summed) add up to the sum ``digest_query`` records, as text; "0"
     over no rows, as the digest's own pass records it."""
-    from dbt_features.serving.query import LOW_BITS, observed_digest
+    from dbt_features.serving.digest import LOW_BITS, observed_digest
 
     mask = 2 ** LOW_BITS - 1
     parts = {"rows": len(values), "digest_high": sum(v >> 2 * LOW_BITS for v in values) if values else None,

@@ -122,7 +122,7 @@ def test_the_digest_covers_the_rows_a_sync_can_still_serve(duck_project: Path, t
     records says where it starts. A state recorded without that floor (by a version that
     digested every row) is still compared exactly, and a clock behind the last sync's makes a
     full refresh."""
-    from dbt_features.serving.query import digest_query
+    from dbt_features.serving.digest import digest_query
     from dbt_features.serving.sync import SyncOptions, sync_view
     from dbt_features.serving.sync_plan import SyncState
 

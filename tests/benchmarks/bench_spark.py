@@ -24,8 +24,8 @@ rounds then REPEAT rounds, the order of the sides alternating:
 
 For where the time goes: the SQL that ``sql`` prints (``training_sql``: sorted in the query,
 where our Python path sorts in Arrow) is also read with ``toArrow()``, and the digest's own
-pass (with the entity estimate: ``query.digest_query``, which a full refresh on a Spark session
-observes in its read instead, ``query.observed_rows``) is timed on its own with ``toArrow()``.
+pass (with the entity estimate: ``digest.digest_query``, which a full refresh on a Spark session
+observes in its read instead, ``digest.observed_rows``) is timed on its own with ``toArrow()``.
 
 Prints times (median over rounds) and ratios; asserts no time. Spark's own start is paid once,
 before any timing.
@@ -207,7 +207,8 @@ def bench_sync(store: Any, spark: Any, repeat: int) -> None:
     import pyarrow as pa
     import redis
 
-    from dbt_features.serving.query import digest_query, latest_query
+    from dbt_features.serving.digest import digest_query
+    from dbt_features.serving.query import latest_query
     from dbt_features.serving.sync import SyncOptions, sync_view
     from raw_redis import packed_hset_pexpireat
 

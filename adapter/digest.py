@@ -81,11 +81,9 @@ def _hashed_rows(view: FeatureView, dialect: str, source: exp.Expression,
             .from_(source).where(where), name)
 
 
-def _lowest_floor(floor: datetime | None, since: Boundary | None) -> datetime | None:
+def _lowest_floor(floor: datetime | None, since: Boundary) -> datetime | None:
     """The oldest event time the digest's pass needs: None (every row) if either digest has
     no floor."""
-    if since is None:
-        return floor
     if floor is None or since.floor is None:
         return None
     return min(floor, since.floor)

@@ -154,11 +154,13 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
                           schema_version(meta.get("schema")), to_micros(now))
     since = previous.boundary if reason is None else None
     dialect = warehouse.dialect
+    floor = digest_floor(view, now)
+    floor_us = None if floor is None else to_micros(floor)
     if reason is not None and warehouse.observes and dialect in DIGEST_SUM:
         observed = observed_rows(view, dialect, now, from_sql=from_sql)
         read = LatestRead(view, dialect, now, None, from_sql, 1, observed=observed)
         return SyncPlan(full=True, reason=reason, schema=schema, signature=sig, read=read,
-                        state=SyncState(to_micros(now)), current_id=current,
+                        state=SyncState(to_micros(now), floor_us=floor_us), current_id=current,
                         previous_gen=meta.get("gen"))
     counted = reason is not None and dialect in ESTIMATED_COUNT  # in the digest's pass
     row = warehouse.arrow(digest_query(view, dialect, now, since, from_sql=from_sql,
@@ -168,9 +170,8 @@ def plan_sync(view: FeatureView, warehouse: Warehouse, meta: dict[str, str], now
         reason = (f"rows the last sync had seen were updated, deleted or arrived late "
                   f"({previous.settled_rows:,} rows then, {settled_rows:,} now); a full refresh "
                   "keeps the online store exact")
-    floor = digest_floor(view, now)
     state = SyncState(to_micros(now), _watermark_us(row["watermark"]), int(row["rows"] or 0),
-                      str(row["digest"] or 0), None if floor is None else to_micros(floor))
+                      str(row["digest"] or 0), floor_us)
     if reason is None:  # the served generation's layout
         schema = Schema.parse(meta["schema"])
     else:
@@ -199,9 +200,8 @@ def observed_plan(plan: SyncPlan, values: dict[str, Any] | None, *, sized: bool)
             f"the warehouse returned rows of feature view {plan.read.view.name!r} before the "
             "aggregates it observes over them (a bug of ours: please report it); nothing was "
             "written to the online store")
-    floor = digest_floor(plan.read.view, plan.read.now)
-    state = SyncState(plan.state.now_us, values["watermark_us"], int(values["rows"] or 0),
-                      observed_digest(values), None if floor is None else to_micros(floor))
+    state = replace(plan.state, watermark_us=values["watermark_us"],
+                    settled_rows=int(values["rows"] or 0), settled_digest=observed_digest(values))
     if not sized:
         plan = replace(plan, schema=Schema.of(plan.read.view, bucket_count(int(values[ENTITIES] or 0))))
     return replace(plan, state=state)

@@ -97,6 +97,8 @@ class DbtConnectionWarehouse(Warehouse):
         self._spark_session = _is_spark_session(adapter_type, credentials)
         self.observes = self._spark_session
         self._observed: dict[str, Any] = {}
+        """The last observed read's DataFrame (its plan holds the metrics), by name: the last
+        only, so that a long session of syncs keeps no plan of an earlier one."""
         self.handle = self.connection.handle
         if self.dialect in SESSION_SETUP:
             with self._cursor(SESSION_SETUP[self.dialect]):
@@ -163,7 +165,8 @@ class DbtConnectionWarehouse(Warehouse):
 
         spark = SparkSession.builder.getOrCreate()  # the session dbt's connection runs in
         try:
-            frame = self._observed[observed.name] = observed_frame(spark, sql, observed)
+            frame = observed_frame(spark, sql, observed)
+            self._observed = {observed.name: frame}
         except Exception as exc:  # noqa: BLE001 - Spark's own error types, wrapped here
             raise self._failed(exc) from exc
         try:
